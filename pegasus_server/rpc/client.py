@@ -8,7 +8,7 @@ the decoded result or raises ``RpcError`` with the header error name (``ERR_TIME
 from __future__ import annotations
 
 import itertools
-import socket
+from gevent import socket
 from typing import Dict, Tuple
 
 import gevent

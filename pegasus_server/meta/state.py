@@ -1,0 +1,592 @@
+"""The meta's server state: tables, partition configurations, replica nodes, function level.
+
+Sans-IO core (design rule 1): every method takes its inputs as arguments (including ``now``, in
+seconds) and returns replies and effects; it never sleeps, spawns or opens sockets. It persists
+through an injected ``MetaStore`` *before* applying a change in memory (meta.md §2.5), and the
+driver (``meta/service.py``) calls it from one greenlet at a time, so no locks are needed.
+
+Effects returned by ``cure``/``check_nodes``: ``Proposal(target, request)`` — send
+``RPC_CONFIG_PROPOSAL`` with that ``configuration_update_request`` to ``target``.
+
+Scope of this version: single-replica groups are assigned and re-assigned by the meta
+(CT_ASSIGN_PRIMARY); secondaries, learners and the balancer arrive with the replication issue,
+which extends ``cure``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from loguru import logger
+
+from pegasus_server import errors
+from pegasus_server.base import INVALID_ADDRESS, Gpid, HostPort, RpcAddress
+from pegasus_server.config import Config
+from pegasus_server.meta.model import (AS_AVAILABLE, AS_CREATING, AS_DROPPED, AS_DROPPING,
+                                       AS_INVALID, AS_RECALLING, PARTITION_FLAG_DROPPED, App,
+                                       Node, PartitionConfig, dumps, loads)
+from pegasus_server.meta.store import MetaStore
+from pegasus_server.rpc import thrift
+
+LEVELS = {"stopped": 100, "blind": 200, "freezed": 300, "steady": 400, "lively": 500}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+FL_FREEZED, FL_STEADY, FL_INVALID = 300, 400, 10000
+
+CT_INVALID, CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY, \
+    CT_UPGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE = range(8)
+CT_DROP_PARTITION = 10
+
+# how long the meta waits for a proposal to take effect before sending it again
+PROPOSAL_RESEND_SECONDS = 3.0
+
+SUPPORTED_ENV_KEYS = frozenset("""
+replica.deny_client_request replica.write_throttling replica.write_throttling_by_size
+replica.read_throttling replica.read_throttling_by_size replica.backup_request_throttling
+replica.slow_query_threshold replica.rocksdb_iteration_threshold_time_ms
+replica.rocksdb_block_cache_enabled replica.split.validate_partition_hash rocksdb.usage_scenario
+rocksdb.checkpoint.reserve_min_count rocksdb.checkpoint.reserve_time_seconds
+rocksdb.allow_ingest_behind rocksdb.write_buffer_size rocksdb.num_levels default_ttl
+manual_compact.disabled manual_compact.max_concurrent_running_count
+manual_compact.once.trigger_time manual_compact.once.target_level
+manual_compact.once.bottommost_level_compaction manual_compact.periodic.trigger_time
+manual_compact.periodic.target_level manual_compact.periodic.bottommost_level_compaction
+user_specified_compaction business.info replica_access_controller.allowed_users
+replica_access_controller.ranger_policies
+""".split())
+
+
+@dataclass(frozen=True)
+class Proposal:
+    target: RpcAddress
+    request: object   # meta_admin.configuration_update_request
+
+
+def _ma():
+    return thrift.meta_admin
+
+
+class MetaState:
+    def __init__(self, config: Config, store: MetaStore, self_address: RpcAddress):
+        self.config = config
+        self.store = store
+        self.address = self_address
+        self.apps: Dict[int, App] = {}
+        self.names: Dict[str, int] = {}
+        self.nodes: Dict[RpcAddress, Node] = {}
+        self.level = LEVELS[config.meta_server.meta_function_level_on_start]
+        self._pending: Dict[Gpid, Tuple[float, RpcAddress]] = {}   # gpid -> (sent at, target)
+        self.loaded = False
+
+    # ---------------------------------------------------------------- persistence
+    def load(self, now: float) -> None:
+        """Read the whole state from the store; create the configured tables on a fresh store."""
+        lvl = self.store.get("/meta/function_level")
+        if lvl is not None:
+            self.level = int(lvl.decode())
+        for name in self.store.children("/apps"):
+            raw = self.store.get(f"/apps/{name}")
+            if raw is None:
+                continue
+            app = App.from_info_json(loads(raw))
+            for i in range(app.partition_count):
+                praw = self.store.get(f"/apps/{name}/{i}")
+                app.partitions.append(PartitionConfig.from_json(loads(praw)) if praw else
+                                      PartitionConfig(Gpid(app.app_id, i),
+                                                      max_replica_count=app.max_replica_count))
+            self.apps[app.app_id] = app
+            if app.status == AS_AVAILABLE:
+                self.names[app.app_name] = app.app_id
+        # every node named in a stored configuration starts alive with a fresh grace period
+        for app in self.apps.values():
+            for pc in app.partitions:
+                for a in pc.members():
+                    self.nodes.setdefault(a, Node(a, alive=True, last_beacon=now))
+        if not self.apps and self.store.get("/meta/initialized") is None:
+            for spec in self.config.apps:
+                self._create(spec.app_name, spec.app_type, spec.partition_count,
+                             spec.max_replica_count, spec.stateful, {}, False, now)
+            self.store.set("/meta/initialized", b"1")
+        self.loaded = True
+        logger.info("meta state loaded: {} apps, {} nodes", len(self.apps), len(self.nodes))
+
+    def _persist_app(self, app: App) -> None:
+        self.store.set(f"/apps/{app.app_id}", dumps(app.info_json()))
+
+    def _persist_partition(self, pc: PartitionConfig) -> None:
+        self.store.set(f"/apps/{pc.pid.app_id}/{pc.pid.partition_index}", dumps(pc.to_json()))
+
+    # ---------------------------------------------------------------- levels and nodes
+    def alive_nodes(self) -> List[RpcAddress]:
+        return sorted(a for a, n in self.nodes.items() if n.alive)
+
+    def effective_level(self) -> int:
+        if self.level > FL_FREEZED:
+            alive = len(self.alive_nodes())
+            total = len(self.nodes)
+            ms = self.config.meta_server
+            if alive < ms.min_live_node_count_for_unfreeze or \
+                    alive * 100 < total * ms.node_live_percentage_threshold_for_update:
+                return FL_FREEZED
+        return self.level
+
+    def on_beacon(self, msg, now: float):
+        addr = msg.from_node
+        node = self.nodes.get(addr)
+        if node is None:
+            node = self.nodes[addr] = Node(addr)
+        if not node.alive:
+            logger.info("node {} connected", addr)
+        node.alive = True
+        node.last_beacon = now
+        if msg.start_time:
+            node.start_time_ms = msg.start_time
+        return thrift.fd.beacon_ack(time=msg.time, this_node=self.address,
+                                    primary_node=self.address, is_master=True, allowed=True)
+
+    def check_nodes(self, now: float) -> None:
+        """Failure detector round: nodes silent for longer than the grace period die."""
+        grace = self.config.replication.fd_grace_seconds
+        for node in self.nodes.values():
+            if node.alive and now - node.last_beacon > grace:
+                node.alive = False
+                logger.warning("node {} disconnected (no beacon for {:.1f}s)", node.address,
+                               now - node.last_beacon)
+                self._on_node_dead(node.address)
+
+    def _on_node_dead(self, addr: RpcAddress) -> None:
+        if self.effective_level() <= 200:   # stopped / blind: postponed (meta.md §2.4)
+            return
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                if pc.primary == addr:
+                    new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count,
+                                          INVALID_ADDRESS, list(pc.secondaries),
+                                          self._with_drop(pc.last_drops, addr),
+                                          pc.last_committed_decree, pc.partition_flags)
+                    self._persist_partition(new)
+                    app.partitions[pc.pid.partition_index] = new
+                elif addr in pc.secondaries:
+                    new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count, pc.primary,
+                                          [a for a in pc.secondaries if a != addr],
+                                          self._with_drop(pc.last_drops, addr),
+                                          pc.last_committed_decree, pc.partition_flags)
+                    self._persist_partition(new)
+                    app.partitions[pc.pid.partition_index] = new
+
+    @staticmethod
+    def _with_drop(drops: List[RpcAddress], addr: RpcAddress) -> List[RpcAddress]:
+        out = [a for a in drops if a != addr] + [addr]
+        return out[-3:]
+
+    # ---------------------------------------------------------------- cure
+    def _replica_counts(self) -> Dict[RpcAddress, int]:
+        counts = {a: 0 for a in self.alive_nodes()}
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                for a in pc.members():
+                    if a in counts:
+                        counts[a] += 1
+        for _, target in self._pending.values():
+            if target in counts:
+                counts[target] += 1
+        return counts
+
+    def cure(self, now: float) -> List[Proposal]:
+        """Give every primary-less partition a primary (meta.md §2.4: steady and above)."""
+        if not self.loaded or self.effective_level() < FL_STEADY:
+            return []
+        out: List[Proposal] = []
+        alive = set(self.alive_nodes())
+        counts = None
+        for app in sorted(self.apps.values(), key=lambda a: a.app_id):
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                if not pc.primary.is_invalid:
+                    self._pending.pop(pc.pid, None)
+                    continue
+                pend = self._pending.get(pc.pid)
+                if pend and now - pend[0] < PROPOSAL_RESEND_SECONDS and pend[1] in alive:
+                    continue
+                target = self._choose_primary(pc, alive)
+                if target is None:
+                    continue
+                if target == INVALID_ADDRESS:
+                    counts = self._replica_counts()
+                    if not counts:
+                        continue
+                    target = min(counts, key=lambda a: (counts[a], a))
+                    counts[target] += 1
+                self._pending[pc.pid] = (now, target)
+                req = _ma().configuration_update_request(
+                    info=app.to_thrift(), config=pc.to_thrift(), type=CT_ASSIGN_PRIMARY,
+                    node=target, host_node=INVALID_ADDRESS)
+                out.append(Proposal(target, req))
+        return out
+
+    def _choose_primary(self, pc: PartitionConfig, alive) -> Optional[RpcAddress]:
+        """A secondary if one is alive; else, for a partition that once had replicas, the most
+        recent dropped member when it is alive again (its data is there), else wait; a partition
+        that never had a replica goes to the least loaded node (returned as INVALID_ADDRESS)."""
+        for s in pc.secondaries:
+            if s in alive:
+                return s
+        if pc.last_drops:
+            latest = pc.last_drops[-1]
+            return latest if latest in alive else None
+        return INVALID_ADDRESS if alive else None
+
+    # ---------------------------------------------------------------- replica -> meta
+    def on_update_partition_configuration(self, req):
+        """RPC_CM_UPDATE_PARTITION_CONFIGURATION (meta.md §4.21)."""
+        resp = _ma().configuration_update_response
+        pid = req.config.pid
+        app = self.apps.get(pid.app_id)
+        if app is None or not (0 <= pid.partition_index < len(app.partitions)):
+            return resp(err=errors.ERR_OBJECT_NOT_FOUND, config=req.config)
+        cur = app.partitions[pid.partition_index]
+        if self.effective_level() <= FL_FREEZED:
+            return resp(err=errors.ERR_STATE_FREEZED, config=cur.to_thrift())
+        proposed = PartitionConfig.from_thrift(req.config)
+        proposed.last_drops = list(cur.last_drops)
+        if proposed.to_json() == cur.to_json():
+            return resp(err=errors.ERR_OK, config=cur.to_thrift())
+        if proposed.ballot != cur.ballot + 1:
+            return resp(err=errors.ERR_INVALID_VERSION, config=cur.to_thrift())
+        node = req.node
+        if req.type in (CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE, CT_DROP_PARTITION):
+            proposed.last_drops = self._with_drop(cur.last_drops, node)
+        elif req.type in (CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_UPGRADE_TO_SECONDARY):
+            proposed.last_drops = [a for a in cur.last_drops if a != node]
+        proposed.max_replica_count = app.max_replica_count
+        proposed.partition_flags = cur.partition_flags
+        self._persist_partition(proposed)
+        app.partitions[pid.partition_index] = proposed
+        self._pending.pop(pid, None)
+        logger.info("partition {} config updated by {}: ballot {} primary {}", pid, node,
+                    proposed.ballot, proposed.primary)
+        return resp(err=errors.ERR_OK, config=proposed.to_thrift())
+
+    def on_config_sync(self, req, now: float):
+        """RPC_CM_CONFIG_SYNC: every partition the node serves in the meta's view."""
+        ma = _ma()
+        node = req.node
+        if node not in self.nodes:
+            return ma.configuration_query_by_node_response(err=errors.ERR_OBJECT_NOT_FOUND,
+                                                           partitions=[])
+        parts = []
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            info = None
+            for pc in app.partitions:
+                if node in pc.members():
+                    info = info or app.to_thrift()
+                    parts.append(ma.configuration_update_request(
+                        info=info, config=pc.to_thrift(), type=CT_INVALID, node=node,
+                        host_node=INVALID_ADDRESS))
+        gc = []
+        for r in req.stored_replicas or []:
+            app = self.apps.get(r.pid.app_id)
+            if app is None:
+                logger.warning("config sync from {}: replica {} of unknown table ignored", node,
+                               r.pid)   # Q17
+            elif app.status == AS_DROPPED and app.expire_second <= now \
+                    and self.effective_level() >= 500:
+                gc.append(r)
+        out = ma.configuration_query_by_node_response(err=errors.ERR_OK, partitions=parts)
+        if gc:
+            out.gc_replicas = gc
+        return out
+
+    # ---------------------------------------------------------------- client-facing RPCs
+    def query_cfg(self, req, with_host_port: bool):
+        L2 = thrift.layer2
+        app_id = self.names.get(req.app_name)
+        app = self.apps.get(app_id) if app_id is not None else None
+        if app is None:
+            return L2.query_cfg_response(err=errors.ERR_OBJECT_NOT_FOUND, app_id=0,
+                                         partition_count=0, is_stateful=False, partitions=[])
+        if app.status != AS_AVAILABLE:
+            err = {AS_CREATING: errors.ERR_BUSY_CREATING, AS_RECALLING: errors.ERR_BUSY_CREATING,
+                   AS_DROPPING: errors.ERR_BUSY_DROPPING}.get(app.status, errors.ERR_UNKNOWN)
+            return L2.query_cfg_response(err=err, app_id=0, partition_count=0,
+                                         is_stateful=False, partitions=[])
+        idx = [i for i in (req.partition_indices or []) if 0 <= i < app.partition_count]
+        if not idx:
+            idx = range(app.partition_count)
+        return L2.query_cfg_response(
+            err=errors.ERR_OK, app_id=app.app_id, partition_count=app.partition_count,
+            is_stateful=app.is_stateful,
+            partitions=[app.partitions[i].to_thrift(with_host_port) for i in idx])
+
+    def _create(self, name, app_type, partition_count, replica_count, stateful, envs,
+                atomic_idempotent, now) -> App:
+        app_id = max(self.apps, default=0) + 1
+        app = App(app_id=app_id, app_name=name, app_type=app_type or "pegasus",
+                  status=AS_AVAILABLE, partition_count=partition_count,
+                  max_replica_count=replica_count, is_stateful=stateful, envs=dict(envs),
+                  create_second=int(now), init_partition_count=partition_count,
+                  atomic_idempotent=atomic_idempotent)
+        app.partitions = [PartitionConfig(Gpid(app_id, i), max_replica_count=replica_count)
+                          for i in range(partition_count)]
+        for pc in app.partitions:
+            self._persist_partition(pc)
+        self._persist_app(app)
+        self.apps[app_id] = app
+        self.names[name] = app_id
+        logger.info("table {} created: app_id {}, {} partitions, {} replicas", name, app_id,
+                    partition_count, replica_count)
+        return app
+
+    def create_app(self, req, now: float):
+        resp = _ma().configuration_create_app_response
+        opts = req.options or _ma().create_app_options()
+        ms = self.config.meta_server
+        if self.effective_level() <= FL_FREEZED:
+            return resp(err=errors.ERR_STATE_FREEZED, appid=0)
+        pc = opts.partition_count or 0
+        rc = opts.replica_count or 0
+        if pc <= 0:
+            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
+        if not (ms.min_allowed_replica_count <= rc <= ms.max_allowed_replica_count) or \
+                rc > len(self.alive_nodes()):
+            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
+        envs = dict(opts.envs or {})
+        for k in ("rocksdb.write_buffer_size", "rocksdb.num_levels"):
+            if k in envs and not _valid_int(envs[k]):
+                return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
+        name = req.app_name or ""
+        if not name:
+            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
+        existing = self.apps.get(self.names.get(name, -1))
+        if existing is not None:
+            if existing.status == AS_AVAILABLE:
+                if opts.success_if_exist:
+                    same = (existing.partition_count == pc and existing.max_replica_count == rc
+                            and existing.app_type == (opts.app_type or "pegasus")
+                            and existing.envs == envs
+                            and existing.is_stateful == bool(opts.is_stateful))
+                    return resp(err=errors.ERR_OK if same else errors.ERR_INVALID_PARAMETERS,
+                                appid=existing.app_id if same else 0)
+                return resp(err=errors.ERR_APP_EXIST, appid=0)
+            if existing.status in (AS_CREATING, AS_RECALLING):
+                return resp(err=errors.ERR_BUSY_CREATING, appid=0)
+            if existing.status == AS_DROPPING:
+                return resp(err=errors.ERR_BUSY_DROPPING, appid=0)
+        app = self._create(name, opts.app_type, pc, rc, bool(opts.is_stateful), envs,
+                           bool(opts.atomic_idempotent), now)
+        return resp(err=errors.ERR_OK, appid=app.app_id)
+
+    def drop_app(self, req, now: float):
+        resp = _ma().configuration_drop_app_response
+        opts = req.options or _ma().drop_app_options()
+        app = self.apps.get(self.names.get(req.app_name or "", -1))
+        if app is None:
+            return resp(err=errors.ERR_OK if opts.success_if_not_exist else errors.ERR_APP_NOT_EXIST)
+        if app.status in (AS_CREATING, AS_RECALLING):
+            return resp(err=errors.ERR_BUSY_CREATING)
+        if app.status == AS_DROPPING:
+            return resp(err=errors.ERR_BUSY_DROPPING)
+        reserve = opts.reserve_seconds if opts.reserve_seconds and opts.reserve_seconds > 0 \
+            else self.config.meta_server.hold_seconds_for_dropped_app
+        app.status = AS_DROPPED
+        app.drop_second = int(now)
+        app.expire_second = int(now + reserve)
+        self._persist_app(app)
+        del self.names[app.app_name]
+        for i, pc in enumerate(app.partitions):
+            drops = list(pc.last_drops)
+            for a in pc.members():
+                drops = self._with_drop(drops, a)
+            new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count, INVALID_ADDRESS,
+                                  [], drops, pc.last_committed_decree,
+                                  pc.partition_flags | PARTITION_FLAG_DROPPED)
+            self._persist_partition(new)
+            app.partitions[i] = new
+            self._pending.pop(pc.pid, None)
+        logger.info("table {} (app_id {}) dropped, recallable until {}", app.app_name,
+                    app.app_id, app.expire_second)
+        return resp(err=errors.ERR_OK)
+
+    def recall_app(self, req, now: float):
+        ma = _ma()
+        app = self.apps.get(req.app_id or 0)
+        if app is None:
+            return ma.configuration_recall_app_response(err=errors.ERR_APP_NOT_EXIST)
+        if app.status == AS_AVAILABLE:
+            return ma.configuration_recall_app_response(err=errors.ERR_APP_EXIST)
+        if app.status in (AS_CREATING, AS_RECALLING):
+            return ma.configuration_recall_app_response(err=errors.ERR_BUSY_CREATING)
+        if app.status == AS_DROPPING:
+            return ma.configuration_recall_app_response(err=errors.ERR_BUSY_DROPPING)
+        if app.expire_second <= now:
+            return ma.configuration_recall_app_response(err=errors.ERR_APP_NOT_EXIST)
+        name = req.new_app_name or app.app_name
+        if name in self.names:
+            return ma.configuration_recall_app_response(err=errors.ERR_INVALID_PARAMETERS)
+        app.app_name = name
+        app.status = AS_AVAILABLE
+        app.drop_second = app.expire_second = 0
+        self._persist_app(app)
+        for i, pc in enumerate(app.partitions):
+            pc.partition_flags &= ~PARTITION_FLAG_DROPPED
+            self._persist_partition(pc)
+        self.names[name] = app.app_id
+        return ma.configuration_recall_app_response(err=errors.ERR_OK, info=app.to_thrift())
+
+    def list_apps(self, req):
+        ma = _ma()
+        status = req.status or AS_INVALID
+        pattern, mt = req.app_name_pattern, req.match_type
+        infos = []
+        for app in sorted(self.apps.values(), key=lambda a: a.app_id):
+            if pattern is not None and mt is not None:
+                ok = _match(app.app_name, pattern, mt)
+                if ok is None:
+                    return ma.configuration_list_apps_response(
+                        err=errors.ERR_NOT_IMPLEMENTED, infos=[],
+                        hint_message=f"match type {mt} is not supported")
+                if not ok:
+                    continue
+            if status != AS_INVALID and app.status != status:
+                continue
+            infos.append(app.to_thrift())
+        return ma.configuration_list_apps_response(err=errors.ERR_OK, infos=infos)
+
+    def list_nodes(self, req, with_host_port: bool):
+        ma = _ma()
+        want = req.status or 0
+        infos = []
+        for alive in (True, False):
+            for a in sorted(n.address for n in self.nodes.values() if n.alive == alive):
+                st = 1 if alive else 2
+                if want and want != st:
+                    continue
+                ni = ma.node_info(status=st, node=a)
+                if with_host_port:
+                    ni.hp_node = HostPort.from_address(a)
+                infos.append(ni)
+        return ma.configuration_list_nodes_response(err=errors.ERR_OK, infos=infos)
+
+    def control_meta(self, req):
+        ma = _ma()
+        old = self.level
+        lvl = req.level
+        if lvl is not None and lvl != FL_INVALID:
+            if lvl not in LEVEL_NAMES:
+                return ma.configuration_meta_control_response(err=errors.ERR_INVALID_PARAMETERS,
+                                                              old_level=old)
+            self.store.set("/meta/function_level", str(lvl).encode())
+            self.level = lvl
+            logger.info("meta function level set to fl_{}", LEVEL_NAMES[lvl])
+        return ma.configuration_meta_control_response(err=errors.ERR_OK, old_level=old)
+
+    def update_app_env(self, req):
+        ma = _ma()
+        resp = ma.configuration_update_app_env_response
+        SET, DEL, CLEAR = 1, 2, 3
+        app = self.apps.get(self.names.get(req.app_name or "", -1))
+        op = req.op or 0
+        if op not in (SET, DEL, CLEAR):
+            return resp(err=errors.ERR_INVALID_PARAMETERS,
+                        hint_message="recv a invalid update_app_env request")
+        if app is None:
+            return resp(err=errors.ERR_APP_NOT_EXIST, hint_message="app cannot be found")
+        envs = dict(app.envs)
+        hint = ""
+        if op == SET:
+            keys, values = req.keys or [], req.values or []
+            if not keys or len(keys) != len(values):
+                return resp(err=errors.ERR_INVALID_PARAMETERS,
+                            hint_message="keys and values must be non-empty and of equal length")
+            for k, v in zip(keys, values):
+                if k not in SUPPORTED_ENV_KEYS:
+                    return resp(err=errors.ERR_INVALID_PARAMETERS,
+                                hint_message=f"app_env '{k}' is not supported")
+                if k == "default_ttl" and not (_valid_int(v) and int(v) >= 0):
+                    return resp(err=errors.ERR_INVALID_PARAMETERS,
+                                hint_message=f"invalid value '{v}' of app_env 'default_ttl'")
+                envs[k] = v
+        elif op == DEL:
+            keys = req.keys or []
+            if not keys:
+                return resp(err=errors.ERR_INVALID_PARAMETERS, hint_message="keys are empty")
+            deleted = [k for k in keys if k in envs]
+            for k in deleted:
+                del envs[k]
+            hint = ("deleted keys: " + ",".join(deleted)) if deleted else "no key need to delete"
+        else:
+            prefix = req.clear_prefix
+            if prefix is None:
+                return resp(err=errors.ERR_INVALID_PARAMETERS, hint_message="clear_prefix is unset")
+            if prefix == "":
+                envs = {}
+            else:
+                envs = {k: v for k, v in envs.items()
+                        if not (k.startswith(prefix + ".") and len(k) > len(prefix) + 1)}
+        app.envs = envs
+        self._persist_app(app)
+        return resp(err=errors.ERR_OK, hint_message=hint)
+
+    def cluster_info(self, meta_list: str, leader: str, level: int):
+        import json as _json
+        alive = self.alive_nodes()
+        prim = {a: 0 for a in alive}
+        total = {a: 0 for a in alive}
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                if pc.primary in prim:
+                    prim[pc.primary] += 1
+                for a in pc.members():
+                    if a in total:
+                        total[a] += 1
+        keys = ["meta_servers", "primary_meta_server", "zookeeper_hosts", "zookeeper_root",
+                "meta_function_level", "balance_operation_count", "primary_replica_count_stddev",
+                "total_replica_count_stddev", "cluster_name"]
+        values = [meta_list, leader, "", "/pegasus/" + self.config.replication.cluster_name,
+                  LEVEL_NAMES.get(level, "freezed"),
+                  _json.dumps({"copy_pri": 0, "copy_sec": 0, "move_pri": 0, "total": 0},
+                              indent=4),
+                  "%.2f" % _stddev([v for v in prim.values() if v]),
+                  "%.2f" % _stddev([v for v in total.values() if v]),
+                  self.config.replication.cluster_name]
+        return _ma().configuration_cluster_info_response(err=errors.ERR_OK, keys=keys,
+                                                         values=values)
+
+
+def _valid_int(v: str) -> bool:
+    try:
+        int(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _stddev(vals: List[int]) -> float:
+    if not vals:
+        return 0.0
+    mean = sum(vals) / len(vals)
+    return (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+
+
+def _match(name: str, pattern: str, mt: int) -> Optional[bool]:
+    """utils.pattern_match_type: 0 INVALID, 1 MATCH_ALL, 2 EXACT, 3 ANYWHERE, 4 PREFIX,
+    5 POSTFIX, 6 REGEX (unsupported)."""
+    if mt == 1:
+        return True
+    if mt == 2:
+        return name == pattern
+    if mt == 3:
+        return pattern in name
+    if mt == 4:
+        return name.startswith(pattern)
+    if mt == 5:
+        return name.endswith(pattern)
+    return None

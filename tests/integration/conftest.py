@@ -1,0 +1,42 @@
+"""Integration fixtures: a real onebox (separate OS processes on loopback) in a temporary dir."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import onebox as onebox_mod  # noqa: E402
+
+
+class Cluster:
+    def __init__(self, base):
+        self.base = base
+        self.box = onebox_mod.Onebox(base)
+
+    def run(self, *args, check=True):
+        return subprocess.run([onebox_mod.python_exe(), os.path.join(ROOT, "tools", "onebox.py"),
+                               "--dir", self.base, *args], check=check, capture_output=True,
+                              text=True, timeout=300)
+
+    def pids(self):
+        return {f"{r}{i}": self.box.pid_of(r, i) for r, i in self.box.instances()}
+
+    def kill_all(self):
+        """SIGKILL every server process, by PID."""
+        for role, idx in self.box.instances():
+            self.box.stop_instance(role, idx, kill=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("onebox"))
+    c = Cluster(base)
+    out = c.run("start", "-m", "1", "-r", "3", "--wait", "120", check=False)
+    if out.returncode != 0:
+        c.run("stop", check=False)
+        pytest.fail(f"onebox did not start:\n{out.stdout}\n{out.stderr}")
+    yield c
+    c.run("stop", check=False)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole suite, as ./run.sh test runs it (and CI through .ci/run):
+#   1. unit and simulation tests (pytest, in-process);
+#   2. integration tests: real server processes on loopback (bad input, SIGKILL crash test);
+#   3. the official clients' own test suites, each against a fresh onebox.
+# Extra arguments go to pytest (e.g. ./run.sh test -k codec). PEERS=0 skips step 3.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="$ROOT/.venv/bin/python"
+export ONEBOX_DIR="$ROOT/.build/test-onebox"
+export PYTHONPATH="$ROOT"
+failed=()
+
+for port in 34601 34602 34603 34801 34802 34803; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "port $port is in use: stop the running cluster first (./run.sh stop_onebox)" >&2
+        exit 2
+    fi
+done
+
+echo "=== pytest: unit, simulation and integration tests"
+"$PY" -m pytest -q -p no:cacheprovider tests/unit tests/sim tests/integration "$@"
+rc=$?
+[[ $rc -eq 0 ]] || failed+=("pytest (exit $rc)")
+
+if [[ "${PEERS:-1}" != "0" && $# -eq 0 ]]; then
+    echo "=== official clients: installing (cached in .build/peers)"
+    if ! python3 tests/peers/run_peers.py setup; then
+        failed+=("peer setup")
+    else
+        for suite in python go go-old; do
+            echo "=== official clients: $suite suite on a fresh onebox"
+            "$PY" tools/onebox.py clear >/dev/null
+            if ! "$PY" tools/onebox.py start -m 1 -r 3; then
+                failed+=("$suite (onebox did not start)")
+                continue
+            fi
+            python3 tests/peers/run_peers.py "$suite" --meta 127.0.0.1:34601 --replicas 3 \
+                || failed+=("$suite")
+            "$PY" tools/onebox.py stop >/dev/null
+        done
+        "$PY" tools/onebox.py clear >/dev/null
+    fi
+fi
+
+echo "=== summary"
+if [[ ${#failed[@]} -gt 0 ]]; then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "all suites passed"
