@@ -137,11 +137,6 @@ class ReplicaNode:
             resp = rep.storage.write(decree, self._uniq_timestamp_us(), name, arg)
         else:
             resp = rep.storage.read(name, arg)
-        if hasattr(resp, "server"):
-            resp.server = self.server_text
-        if hasattr(resp, "app_id"):
-            resp.app_id = req.app_id
-            resp.partition_index = req.partition_index
         return resp
 
     def _on_query_app_info(self, conn, req, arg):
@@ -163,7 +158,8 @@ class ReplicaNode:
         os.makedirs(path, exist_ok=True)
         storage = StorageApp.open(os.path.join(path, "data"), gpid,
                                   engine=self.config.replication.storage_engine,
-                                  envs=dict(app.envs))
+                                  envs=dict(app.envs), server=self.server_text,
+                                  sync=self.config.replication.rocksdb_wal_sync)
         rep = Replica(gpid, path, app, storage, ballot)
         rep.save()
         self.replicas[gpid] = rep
