@@ -6,8 +6,7 @@ thriftpy2 or anything of this package beyond the standard library.
 """
 from __future__ import annotations
 
-import socket
-import struct
+import ipaddress
 from typing import NamedTuple
 
 _U64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -57,7 +56,7 @@ class RpcAddress(NamedTuple):
     def to_u64(self) -> int:
         if self.is_invalid:
             return 0
-        ip = struct.unpack(">I", socket.inet_aton(self.host))[0]
+        ip = int(ipaddress.IPv4Address(self.host))
         return (ip << 32) | ((self.port & 0xFFFF) << 16) | 1
 
     def to_i64(self) -> int:
@@ -70,12 +69,16 @@ class RpcAddress(NamedTuple):
         if v & 3 != 1:
             return INVALID_ADDRESS
         ip = (v >> 32) & 0xFFFFFFFF
-        return cls(socket.inet_ntoa(struct.pack(">I", ip)), (v >> 16) & 0xFFFF)
+        return cls(str(ipaddress.IPv4Address(ip)), (v >> 16) & 0xFFFF)
 
     @classmethod
     def parse(cls, text: str) -> "RpcAddress":
+        """'ip:port' (dotted IPv4; 'localhost' is taken as 127.0.0.1)."""
         host, port = text.rsplit(":", 1)
-        return cls(socket.gethostbyname(host), int(port))
+        if host == "localhost":
+            host = "127.0.0.1"
+        ipaddress.IPv4Address(host)  # raises ValueError on anything else
+        return cls(host, int(port))
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}" if not self.is_invalid else "0.0.0.0:0"
