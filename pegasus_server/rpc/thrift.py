@@ -266,6 +266,13 @@ def _r_string(buf, pos):
     return raw.decode("utf-8", "surrogateescape"), pos
 
 
+# scalar type -> (writer, reader); `binary` reads as bytes, `string` as str
+_SCALARS = {
+    T_BOOL: (_w_bool, _r_bool), T_BYTE: (_W_I8, _R_I8), T_I16: (_W_I16, _R_I16),
+    T_I32: (_W_I32, _R_I32), T_I64: (_W_I64, _R_I64), T_DOUBLE: (_W_DBL, _R_DBL),
+    T_STRING: (_w_string, _r_string), T_BINARY: (_w_string, _r_blob),
+}
+
 _writers: Dict[Any, Writer] = {}
 _readers: Dict[Any, Reader] = {}
 
@@ -286,20 +293,8 @@ def reader_for(spec) -> Reader:
 
 def _make_writer(spec) -> Writer:
     t, extra = _split(spec)
-    if t == T_BOOL:
-        return _w_bool
-    if t == T_BYTE:
-        return _W_I8
-    if t == T_I16:
-        return _W_I16
-    if t == T_I32:
-        return _W_I32
-    if t == T_I64:
-        return _W_I64
-    if t == T_DOUBLE:
-        return _W_DBL
-    if t in (T_STRING, T_BINARY):
-        return _w_string
+    if t in _SCALARS:
+        return _SCALARS[t][0]
     if t == T_STRUCT:
         ph = placeholder_name(extra)
         if ph:
@@ -332,22 +327,8 @@ def _make_writer(spec) -> Writer:
 
 def _make_reader(spec) -> Reader:
     t, extra = _split(spec)
-    if t == T_BOOL:
-        return _r_bool
-    if t == T_BYTE:
-        return _R_I8
-    if t == T_I16:
-        return _R_I16
-    if t == T_I32:
-        return _R_I32
-    if t == T_I64:
-        return _R_I64
-    if t == T_DOUBLE:
-        return _R_DBL
-    if t == T_STRING:
-        return _r_string
-    if t == T_BINARY:
-        return _r_blob
+    if t in _SCALARS:
+        return _SCALARS[t][1]
     if t == T_STRUCT:
         ph = placeholder_name(extra)
         if ph:
