@@ -1,0 +1,3 @@
+module pegasus-py/tools/bench/loadgen
+
+go 1.22
