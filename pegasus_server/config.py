@@ -62,6 +62,13 @@ class ReplicationConfig:
     config_sync_interval_ms: int = 30000
     mutation_2pc_min_replica_count: int = 2
     max_allowed_write_size: int = 1048576
+    # private mutation log (replica/plog.py): fdatasync after every group-committed batch when
+    # true; upstream's default false relies on the three copies (survives a process crash, a
+    # machine crash only while another replica has the write)
+    plog_force_flush: bool = False
+    log_private_file_size_mb: int = 32
+    log_private_reserve_max_size_mb: int = 1000
+    log_private_reserve_max_time_seconds: int = 36000
     # RocksDB: "memory" engine is for tests only
     storage_engine: str = "rocksdb"
     # fsync policy of the storage write-ahead log: false = rely on the OS page cache
