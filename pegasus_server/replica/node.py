@@ -55,6 +55,7 @@ class Replica:
         self.ballot = ballot
         self.status = INACTIVE
         self.proposing = False
+        self.primary_since = 0.0   # monotonic time it last became primary
 
     def save(self) -> None:
         tmp = os.path.join(self.path, "replica.json.tmp")
@@ -196,6 +197,7 @@ class ReplicaNode:
             rep.ballot = ballot
             rep.save()
             rep.status = PRIMARY
+            rep.primary_since = time.monotonic()
             logger.info("replica {} is primary at ballot {}", rep.gpid, ballot)
 
     def _apply_app_info(self, rep: Replica, info) -> None:
@@ -282,6 +284,7 @@ class ReplicaNode:
             disk_tag="") for g, r in self.replicas.items()]
         req = thrift.meta_admin.configuration_query_by_node_request(node=self.address,
                                                                    stored_replicas=stored)
+        sent_at = time.monotonic()
         try:
             resp = self.client.call(self._meta_addr(), "RPC_CM_CONFIG_SYNC", req, timeout=5.0)
         except RpcError as e:
@@ -297,14 +300,17 @@ class ReplicaNode:
             if pc.primary == self.address:
                 rep = self.replicas.get(pc.pid)
                 if rep is None:
-                    logger.warning("meta lists {} as primary here but it has no local data; "
-                                   "opening it empty", pc.pid)
+                    if not os.path.exists(self._replica_path(pc.pid)):
+                        logger.warning("meta lists {} as primary here but it has no local data; "
+                                       "opening it empty", pc.pid)
                     rep = self._open_replica(pc.pid, App.from_thrift(upd.info), pc.ballot)
                 self._apply_app_info(rep, upd.info)
                 self._become_primary(rep, pc.ballot)
         for g in list(self.replicas):
             rep = self.replicas[g]
-            if g not in listed and rep.status == PRIMARY and not rep.proposing:
+            # a replica that became primary after this sync was sent is not in the answer yet
+            if g not in listed and rep.status == PRIMARY and not rep.proposing \
+                    and rep.primary_since < sent_at:
                 logger.info("replica {} no longer assigned here; closing", g)
                 self._close_replica(g)
         for r in resp.gc_replicas or []:
