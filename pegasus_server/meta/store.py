@@ -6,8 +6,8 @@ configuration JSON, ``/meta/...`` the function level and other settings. Paths a
 '/'-separated. ``LocalMetaStore`` is the embedded default for a single meta: each node is a
 directory with its data in a file ``_data``, written atomically (temp file, fsync, rename, fsync
 of the directory), so a crash at any moment leaves either the old or the new value.
-``MemoryMetaStore`` serves the simulation and unit tests. A ZooKeeper store arrives with the HA
-meta. Must not import gevent or kazoo.
+``MemoryMetaStore`` serves the simulation and unit tests; ``zk_store.ZkMetaStore`` keeps the
+tree in ZooKeeper for several metas. Must not import gevent or kazoo.
 """
 from __future__ import annotations
 
@@ -93,8 +93,11 @@ class LocalMetaStore(MetaStore):
 
 
 class MemoryMetaStore(MetaStore):
+    """In-memory tree with the same contract as LocalMetaStore: writing a node creates its
+    ancestors (they read as None until written), deleting a node keeps its ancestors."""
+
     def __init__(self):
-        self.nodes: Dict[str, bytes] = {}
+        self.nodes: Dict[str, Optional[bytes]] = {}
 
     @staticmethod
     def _key(path: str) -> str:
@@ -104,17 +107,18 @@ class MemoryMetaStore(MetaStore):
         return self.nodes.get(self._key(path))
 
     def set(self, path, data):
-        self.nodes[self._key(path)] = bytes(data)
+        parts = _parts(path)
+        for i in range(1, len(parts)):
+            self.nodes.setdefault("/" + "/".join(parts[:i]), None)
+        self.nodes["/" + "/".join(parts)] = bytes(data)
 
     def delete(self, path):
         k = self._key(path)
+        if k == "/":
+            raise ValueError("refusing to delete the meta store root")
         for n in [n for n in self.nodes if n == k or n.startswith(k + "/")]:
             del self.nodes[n]
 
     def children(self, path):
         k = self._key(path).rstrip("/") + "/"
-        out = set()
-        for n in self.nodes:
-            if n.startswith(k):
-                out.add(n[len(k):].split("/", 1)[0])
-        return sorted(out)
+        return sorted({n[len(k):].split("/", 1)[0] for n in self.nodes if n.startswith(k)})
