@@ -1,0 +1,1 @@
+"""Deterministic cluster simulation tier (design rule 10): harness in ``cluster.py``."""

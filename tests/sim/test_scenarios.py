@@ -1,0 +1,272 @@
+"""Scripted failure scenarios on the simulated cluster (replication.md §3.5, §6, §7; meta.md §6).
+
+Every step of every scenario also runs the per-event invariants of ``Checker`` (at most one
+serving primary, identical committed prefixes, contiguous applies, acked writes committed)."""
+from pegasus_server.base import Gpid
+from pegasus_server.replica import events as ev
+from pegasus_server.replica.pacifica import Options
+from pegasus_server.rpc import thrift
+from tests.sim.cluster import CLIENT, META, RPC_PUT
+
+
+G0 = Gpid(1, 0)
+
+
+def _writes(sim, n, gpid=None, gap=0.02):
+    for _ in range(n):
+        sim.client.write(gpid)
+        sim.run_for(gap)
+
+
+def _primary(sim, gpid=G0):
+    return sim.nodes[sim.meta_config(gpid).primary]
+
+
+def _heal_and_check(sim, timeout=400):
+    sim.bus.heal()
+    sim.bus.drop_rate = sim.bus.dup_rate = 0.0
+    if not sim.meta.alive:
+        sim.meta.restart()
+    for a, n in sim.nodes.items():
+        if not n.alive:
+            sim.restart(a)
+    sim.run_until(sim.all_healthy, timeout, "all partitions healthy after heal")
+    _writes(sim, 5)                 # commit points travel with the next prepares
+    sim.run_for(15)
+    sim.client.expire()
+    sim.checker.check_final()
+
+
+def _ready(sim, **kw):
+    sim.run_until(sim.all_healthy, 60, "initial health")
+    return sim
+
+
+def test_primary_dies_mid_2pc(make_sim):
+    sim = _ready(make_sim(seed=11, partitions=1))
+    _writes(sim, 10)
+    sim.run_for(1)
+    assert len(sim.client.acked) == 10
+    old = _primary(sim)
+    secs = [sim.nodes[a] for a in sim.meta_config(G0).secondaries]
+    before = old.cores[G0].last_prepared_decree
+    rid = sim.client.write(G0)
+    # let the prepare reach and be logged by both secondaries, then kill the primary before
+    # it can commit and answer
+    sim.run_until(lambda: all((s.cores[G0].plist.get(before + 1) or 0) and
+                              s.cores[G0].plist.get(before + 1).logged for s in secs), 1,
+                  "secondaries logged the in-flight mutation")
+    assert old.cores[G0].last_committed_decree == before
+    sim.crash(old.addr)
+    assert rid in sim.client.pending
+    t_crash = sim.now
+    sim.run_until(lambda: sim.serving_primary(G0) is not None, 60, "a new primary")
+    assert sim.now - t_crash > 20            # only after the dead node's lease surely ran out
+    new = sim.serving_primary(G0)
+    assert new.addr in {s.addr for s in secs}
+    # reconciliation re-proposed and committed the in-flight mutation: it is kept
+    sim.run_for(1)
+    assert new.cores[G0].last_committed_decree >= before + 1
+    key = sim.client.pending[rid][1]
+    assert new.storages[G0].read("RPC_RRDB_RRDB_GET", key).error == 0
+    _writes(sim, 5, G0)
+    sim.run_for(1)
+    assert len(sim.client.acked) == 15       # writable again with two members
+    _heal_and_check(sim)
+    assert sim.checker.max_serving == 1
+
+
+def test_secondary_dies_and_returns(make_sim):
+    sim = _ready(make_sim(seed=12, partitions=1))
+    _writes(sim, 5)
+    pc = sim.meta_config(G0)
+    victim = pc.secondaries[0]
+    sim.crash(victim)
+    _writes(sim, 20)                # the first stall until the prepare timeout removes it
+    sim.run_for(5)
+    pc = sim.meta_config(G0)
+    assert victim not in pc.members() and victim in pc.last_drops
+    assert len(pc.secondaries) == 1
+    n_acked = len(sim.client.acked)
+    assert n_acked >= 20
+    # not an emergency (recent drop): the guardian waits for the dropped node, no new learner
+    sim.run_for(30)
+    assert len(sim.meta_config(G0).secondaries) == 1
+    sim.restart(victim)
+    sim.run_until(sim.all_healthy, 120, "the returned node re-added")
+    assert victim in sim.meta_config(G0).secondaries
+    _heal_and_check(sim)
+
+
+def test_dropped_node_gone_for_long_gets_replaced(make_sim):
+    sim = _ready(make_sim(seed=13, partitions=1, nodes=4, replica_assign_delay=60))
+    pc = sim.meta_config(G0)
+    victim = pc.secondaries[1]
+    sim.crash(victim)
+    _writes(sim, 10)
+    sim.run_until(sim.all_healthy, 200, "a replacement secondary")
+    pc = sim.meta_config(G0)
+    assert victim not in pc.members() and len(pc.members()) == 3
+    _heal_and_check(sim)
+
+
+def test_primary_partitioned_from_meta(make_sim):
+    sim = _ready(make_sim(seed=14, partitions=1))
+    _writes(sim, 5)
+    old = _primary(sim)
+    sim.bus.isolate(old.addr, [META])
+    t0 = sim.now
+    serving_until = None
+    new_from = None
+    while sim.now - t0 < 60:
+        sim.client.write(G0)
+        sim.run_for(0.5)
+        if old.cores[G0].is_serving(sim.now):
+            serving_until = sim.now
+        p = sim.serving_primary(G0)
+        if p is not None and p is not old and new_from is None:
+            new_from = sim.now
+    assert serving_until is not None and new_from is not None
+    assert serving_until < new_from                       # handover, never overlap
+    assert serving_until - t0 <= 20.5                     # lease: 20 s after the last ack
+    assert not old.cores[G0].is_serving(sim.now)
+    assert old.cores[G0].status == ev.PS_INACTIVE
+    _heal_and_check(sim)
+    assert sim.checker.max_serving == 1
+
+
+def test_learner_catches_up_under_writes_from_checkpoint(make_sim):
+    opts = Options(group_check_interval=10.0, max_mutation_count_in_prepare_list=30)
+    sim = _ready(make_sim(seed=15, partitions=1, options=opts, checkpoint_interval=2.0,
+                          log_gc_keep=2))
+    victim = sim.meta_config(G0).secondaries[0]
+    sim.crash(victim)
+    _writes(sim, 150, G0, gap=0.05)
+    sim.restart(victim)
+    # keep writing while it learns
+    t0 = sim.now
+    while not sim.all_healthy():
+        sim.client.write(G0)
+        sim.run_for(0.05)
+        assert sim.now - t0 < 200, sim.describe()
+    assert any("installed checkpoint" in t and str(victim) in t for t in sim.trace), \
+        "expected the learner to take the LT_APP path"
+    _writes(sim, 20, G0)
+    _heal_and_check(sim)
+    n = sim.nodes[victim]
+    assert n.storages[G0].last_committed_decree >= 150
+
+
+def test_learner_catches_up_from_log(make_sim):
+    opts = Options(group_check_interval=10.0, max_mutation_count_in_prepare_list=30)
+    sim = _ready(make_sim(seed=16, partitions=1, options=opts))
+    victim = sim.meta_config(G0).secondaries[0]
+    sim.crash(victim)
+    _writes(sim, 80, G0, gap=0.05)
+    sim.restart(victim)
+    t0 = sim.now
+    while not sim.all_healthy():
+        sim.client.write(G0)
+        sim.run_for(0.05)
+        assert sim.now - t0 < 200, sim.describe()
+    assert any("learn response 3" in t for t in sim.trace), "expected an LT_LOG round"
+    _heal_and_check(sim)
+
+
+def test_meta_restarts(make_sim):
+    sim = _ready(make_sim(seed=17, partitions=2))
+    _writes(sim, 10)
+    # short outage: leases hold, writes go on
+    sim.meta.crash()
+    _writes(sim, 10)
+    sim.run_for(5)
+    assert len(sim.client.acked) >= 15
+    sim.meta.restart()
+    sim.run_for(10)
+    # long outage: every node loses its lease; nobody serves; then everything comes back
+    sim.meta.crash()
+    sim.run_for(40)
+    assert all(sim.serving_primary(g) is None for g in sim.gpids())
+    sim.meta.restart()
+    sim.run_until(sim.all_healthy, 120, "health after the meta came back")
+    before = len(sim.client.acked)
+    _writes(sim, 10)
+    sim.run_for(1)
+    assert len(sim.client.acked) == before + 10
+    _heal_and_check(sim)
+
+
+def test_primary_restart_fences_with_new_ballot(make_sim):
+    sim = _ready(make_sim(seed=18, partitions=1))
+    _writes(sim, 10)
+    old = _primary(sim)
+    b0 = sim.meta_config(G0).ballot
+    sim.crash(old.addr)
+    sim.run_for(2)
+    sim.restart(old.addr)          # back before the meta noticed: it is still primary there
+    sim.run_until(sim.all_healthy, 60, "the restarted primary serving again")
+    pc = sim.meta_config(G0)
+    assert pc.primary == old.addr and pc.ballot > b0
+    assert any("reports 9" in t for t in sim.trace)     # CT_PRIMARY_FORCE_UPDATE_BALLOT
+    _heal_and_check(sim)
+
+
+def test_all_replicas_die_ddd_waits_for_the_last(make_sim):
+    sim = _ready(make_sim(seed=19, partitions=1, nodes=3))
+    _writes(sim, 10)
+    pc = sim.meta_config(G0)
+    s1, s2 = pc.secondaries
+    p = pc.primary
+    sim.crash(s1)
+    _writes(sim, 5)
+    sim.run_for(30)
+    sim.crash(s2)
+    _writes(sim, 5)
+    sim.run_for(30)
+    sim.crash(p)
+    sim.run_for(40)
+    pc = sim.meta_config(G0)
+    assert pc.primary.is_invalid and not pc.secondaries
+    assert list(pc.last_drops[-3:]) == [s1, s2, p]
+    # only an unrelated node and the oldest drop come back: the guardian must keep waiting
+    sim.restart(s1)
+    sim.run_for(60)
+    assert sim.meta_config(G0).primary.is_invalid, "DDD must not pick a stale replica"
+    sim.restart(s2)
+    sim.restart(p)
+    _heal_and_check(sim)
+    assert sim.meta_config(G0).primary in (p, s2)
+
+
+def test_stalled_primary_does_not_serve_after_resume(make_sim):
+    """A primary frozen longer than the grace period (GC / VM stall) resumes with client writes
+    queued for it; the meta has moved on, and only its own lease check keeps it from serving
+    them before its lease timer runs."""
+    sim = _ready(make_sim(seed=20, partitions=1))
+    _writes(sim, 5)
+    old = _primary(sim)
+    old.pause(30)
+    sim.run_for(29)
+    new = sim.serving_primary(G0)
+    assert new is not None and new is not old
+    # clients that still route to the old primary: their writes wait in its socket buffers
+    rids = [sim.client.write(G0) for _ in range(3)]      # routed to the new primary
+    stale = []
+    for i in range(3):                   # clients that still route to the old primary
+        sim.client.next_id += 1
+        rid = sim.client.next_id
+        key = f"stale{i}".encode()
+        sim.client.pending[rid] = (G0, key, b"stale", sim.now + 5)
+        sim.bus.send(CLIENT, old.addr, ("client_write", G0, rid, RPC_PUT, thrift.rrdb.update_request(
+            key=key, value=b"stale", expire_ts_seconds=0)))
+        stale.append((rid, key))
+    sim.run_for(0.5)                     # still paused: nothing answered
+    assert all(r in sim.client.pending for r, _ in stale)
+    sim.run_for(1.0)                     # resumed: the stale writes are refused, not applied
+    assert all(r not in sim.client.pending for r, _ in stale)
+    assert not any((G0, k) in sim.client.acked or (G0, k) in sim.checker.key_decree
+                   for _, k in stale)
+    assert all(r not in sim.client.pending for r in rids)
+    assert not old.cores[G0].is_serving(sim.now)
+    assert rids and sim.checker.max_serving == 1
+    _heal_and_check(sim)
