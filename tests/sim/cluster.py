@@ -112,7 +112,18 @@ class GuardedMetaState(MetaState):
             self._out += self.cure(now)
         return self._out
 
+    def _forget_report(self, pid, addr) -> None:
+        """A replica's report is only good for the DDD rule (§6.4) if the node sent it after it
+        left the configuration: before, it may still have accepted prepares and commits (an
+        isolated primary keeps committing until its lease ends), so an older report can
+        understate its ballot and decrees and make the meta pick the wrong survivor. Upstream
+        likewise records a drop with an invalid ballot and waits for the next config sync."""
+        self.reported.get(pid, {}).pop(addr, None)
+
     def _on_node_dead(self, addr: RpcAddress) -> None:
+        # whatever the node reported before it went silent is stale: drop it for every partition
+        for pid in list(self.reported):
+            self._forget_report(pid, addr)
         if self.effective_level() <= 200:
             return
         for app, pc in list(self._partitions()):
@@ -137,6 +148,7 @@ class GuardedMetaState(MetaState):
             times = self.drop_times.setdefault(after.pid, {})
             if req.type in (ev.CT_DOWNGRADE_TO_INACTIVE, ev.CT_REMOVE):
                 times[req.node] = now
+                self._forget_report(after.pid, req.node)
             for a in list(times):
                 if a not in after.last_drops:
                     del times[a]
@@ -391,11 +403,15 @@ class Sim:
         return self.meta.state._find(gpid)
 
     def healthy(self, gpid: Gpid) -> bool:
-        """The meta's config is complete and every member agrees and serves."""
+        """The meta's config is complete and every member agrees and serves. A stalled
+        (paused) member is not healthy: its lease runs out while it sleeps, so a primary that
+        still looks serving at the moment of the check may stop serving moments later."""
         pc = self.meta_config(gpid)
         if pc is None or pc.primary.is_invalid:
             return False
         if 1 + len(pc.secondaries) < self.config.apps[0].max_replica_count:
+            return False
+        if any(self.now < self.nodes[a].paused_until for a in [pc.primary, *pc.secondaries]):
             return False
         p = self.nodes[pc.primary]
         core = p.cores.get(gpid) if p.alive else None

@@ -270,3 +270,71 @@ def test_stalled_primary_does_not_serve_after_resume(make_sim):
     assert not old.cores[G0].is_serving(sim.now)
     assert rids and sim.checker.max_serving == 1
     _heal_and_check(sim)
+
+
+def _lose_config_syncs(sim, addr):
+    """Fault injection: every config sync ``addr`` sends is lost (its beacons still arrive, so
+    the meta keeps it alive). Returns a function that ends the loss."""
+    send = sim.bus.send
+    on = [True]
+
+    def lossy(src, dst, payload):
+        if on[0] and src == addr and dst == META and payload[0] == "config_sync":
+            sim.bus.dropped += 1
+            return
+        send(src, dst, payload)
+    sim.bus.send = lossy
+
+    def stop():
+        on[0] = False
+    return stop
+
+
+def test_ddd_ignores_replica_reports_from_before_the_drop(make_sim):
+    """(sweep seed 1186) The primary loses both secondaries, commits alone, then is cut from the
+    meta and declared dead: the partition is DDD with the last drops [secondary, primary]. The
+    only report the meta holds from the old primary predates all of that (its config syncs got
+    lost), and understates its ballot and decrees. Choosing by it would make the secondary the
+    new primary and overwrite decrees the old primary committed and acknowledged; the meta must
+    wait for a report sent after the drop."""
+    sim = _ready(make_sim(seed=21, partitions=1, nodes=3, min_2pc=1))
+    _writes(sim, 5)
+    sim.run_for(1)
+    pc = sim.meta_config(G0)
+    p, (s1, s2) = pc.primary, pc.secondaries
+    resume_syncs = _lose_config_syncs(sim, p)
+    _writes(sim, 5)
+    sim.bus.isolate(p, [s1, s2])
+    _writes(sim, 5)
+    sim.run_until(lambda: not sim.meta_config(G0).secondaries, 60, "both secondaries removed")
+    assert sim.meta_config(G0).primary == p
+    _writes(sim, 10)                      # committed by the primary alone (min_2pc = 1)
+    sim.run_for(35)                       # the removed secondaries report their final state
+    acked = len(sim.client.acked)
+    sim.bus.isolate(p, [META])
+    sim.run_until(lambda: sim.meta_config(G0).primary.is_invalid, 60, "primary declared dead")
+    pc = sim.meta_config(G0)
+    assert pc.last_drops[-1] == p and not pc.secondaries
+    sim.bus.heal()                        # the old primary is alive again, but unreported
+    sim.run_for(40)
+    pc = sim.meta_config(G0)
+    assert pc.primary.is_invalid, "DDD chose by a report from before the drop"
+    assert "report" in sim.meta.state.waiting.get(G0, "")
+    resume_syncs()
+    _heal_and_check(sim)
+    assert sim.meta_config(G0).primary == p
+    assert len(sim.client.acked) >= acked
+
+
+def test_heal_waits_for_a_stalled_primary(make_sim):
+    """(sweep seed 1273) The primary stalls for 25 s shortly before the final heal. Its lease
+    still runs when the heal starts, so it looked healthy although it was about to stop serving
+    with the meta not yet having noticed: health must count a stalled member as unhealthy (the
+    cluster is healthy again once it resumes or the meta moves the partition on)."""
+    sim = _ready(make_sim(seed=22, partitions=1, nodes=3))
+    _writes(sim, 5)
+    old = _primary(sim)
+    old.pause(25)
+    sim.run_for(6)
+    assert old.cores[G0].is_serving(sim.now) and not sim.all_healthy()
+    _heal_and_check(sim)
