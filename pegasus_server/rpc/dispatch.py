@@ -69,8 +69,12 @@ class Dispatcher:
             return codec.encode_reply(req.name, req.seqid, errors.ERR_UNKNOWN)
         if out is NO_REPLY or out is DEFERRED or entry.result_spec is None:
             return None
-        return codec.encode_reply(req.name, req.seqid, errors.ERR_OK,
-                                  codec.encode_result(entry.result_spec, out))
+        try:
+            result = codec.encode_result(entry.result_spec, out)
+        except Exception:
+            logger.exception("cannot encode the reply of {}", req.name)
+            return codec.encode_reply(req.name, req.seqid, errors.ERR_UNKNOWN)
+        return codec.encode_reply(req.name, req.seqid, errors.ERR_OK, result)
 
     @staticmethod
     def reply_later(conn, req: codec.Request, err: str, value=None) -> None:

@@ -416,6 +416,8 @@ def _struct_writer(cls) -> Writer:
     compiled = []
 
     def w_struct(b, obj):
+        if obj.__class__ is not cls and not isinstance(obj, cls):
+            raise TypeError(f"expected {cls.__name__}, got {type(obj).__name__}")
         if not compiled:
             for name, header, optional, tspec, dflt in fields:
                 compiled.append((name, header, optional, writer_for(tspec), tspec, dflt))
