@@ -17,8 +17,6 @@ from pegasus_server.rpc import thrift
 from pegasus_server.rpc.client import RpcClient, parse_address
 from pegasus_server.rpc.table import TableClient
 
-APP_STATUS = ["AS_INVALID", "AS_AVAILABLE", "AS_CREATING", "AS_CREATE_FAILED", "AS_DROPPING",
-              "AS_DROP_FAILED", "AS_DROPPED", "AS_RECALLING"]
 
 
 def _meta_call(metas, name, arg):
@@ -56,9 +54,10 @@ def cmd_nodes(a):
 def cmd_ls(a):
     r = _meta_call(a.metas, "RPC_CM_LIST_APPS",
                    thrift.meta_admin.configuration_list_apps_request(status=0 if a.all else 1))
+    names = thrift.layer2.app_status._VALUES_TO_NAMES
     print(f"{'app_id':<8}{'status':<14}{'app_name':<20}{'partition_count':<17}{'replica_count'}")
     for i in r.infos:
-        print(f"{i.app_id:<8}{APP_STATUS[i.status]:<14}{i.app_name:<20}{i.partition_count:<17}"
+        print(f"{i.app_id:<8}{names.get(i.status, i.status):<14}{i.app_name:<20}{i.partition_count:<17}"
               f"{i.max_replica_count}")
     return 0
 
