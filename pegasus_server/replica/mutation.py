@@ -38,7 +38,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from pegasus_server.base import Gpid
 from pegasus_server.errors import ProtocolError
-from pegasus_server.rpc import catalogue, thrift
+from pegasus_server.rpc import catalogue, codec, thrift
 
 RPC_REPLICATION_WRITE_EMPTY = "RPC_REPLICATION_WRITE_EMPTY"
 
@@ -235,13 +235,7 @@ def _write_entry(rpc_name: str):
 
 def encode_request(rpc_name: str, request) -> bytes:
     """The payload a THFT client sends for ``rpc_name``: ``{1: request}`` then STOP."""
-    spec = _write_entry(rpc_name).arg_spec
-    b = bytearray()
-    b.append(thrift.wire_type(spec))
-    b += b"\x00\x01"
-    thrift.writer_for(spec)(b, request)
-    b.append(0)
-    return bytes(b)
+    return bytes(codec.encode_single_field(1, _write_entry(rpc_name).arg_spec, request))
 
 
 def decode_request(rpc_name: str, data: bytes):

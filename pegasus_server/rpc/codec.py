@@ -258,14 +258,20 @@ def _message_begin(name: bytes, mtype_word: bytes, seqid: int) -> bytes:
     return mtype_word + _I32.pack(len(name)) + name + _I32.pack(seqid)
 
 
+def encode_single_field(field_id: int, spec, value, out: bytearray = None) -> bytearray:
+    """A struct of one field (``<method>_args`` is field 1, ``<method>_result`` field 0), then
+    STOP, appended to ``out``."""
+    b = bytearray() if out is None else out
+    b.append(thrift.wire_type(spec))
+    b += field_id.to_bytes(2, "big", signed=True)
+    thrift.writer_for(spec)(b, value)
+    b.append(0)
+    return b
+
+
 def encode_result(result_spec, value) -> bytes:
     """``<method>_result``: field 0 holding the response, then STOP."""
-    b = bytearray()
-    b.append(thrift.wire_type(result_spec))
-    b += b"\x00\x00"
-    thrift.writer_for(result_spec)(b, value)
-    b.append(0)
-    return bytes(b)
+    return bytes(encode_single_field(0, result_spec, value))
 
 
 def encode_reply(name: str, seqid: int, err: str = "ERR_OK", result: bytes = b"") -> bytes:
@@ -285,11 +291,8 @@ def encode_request(name: str, seqid: int, arg_spec, arg, app_id: int = 0,
                    partition_index: int = 0, partition_hash: int = 0,
                    client_timeout: int = 0) -> bytes:
     """A THFT v0 request frame (what the Go and Python clients send)."""
-    b = bytearray(_message_begin(name.encode("ascii"), _STRICT_CALL, seqid))
-    b.append(thrift.wire_type(arg_spec))
-    b += b"\x00\x01"
-    thrift.writer_for(arg_spec)(b, arg)
-    b.append(0)
+    b = encode_single_field(1, arg_spec, arg,
+                            bytearray(_message_begin(name.encode("ascii"), _STRICT_CALL, seqid)))
     thread_hash = (app_id * 7919 + partition_index) & 0xFFFFFFFF
     if thread_hash >= 1 << 31:
         thread_hash -= 1 << 32

@@ -607,20 +607,7 @@ func (c *wireClient) Set(hk, sk, value []byte) error {
 			return append(b, 0, 0)
 		})
 	}, c.timeout)
-	if r.err != nil {
-		return r.err
-	}
-	if r.hdrErr != "ERR_OK" {
-		return errors.New(r.hdrErr)
-	}
-	status, _, err := rrdbStatus(&r.body, false)
-	if err != nil {
-		return err
-	}
-	if status != 0 {
-		return fmt.Errorf("rocksdb status %d", status)
-	}
-	return nil
+	return writeResult(r)
 }
 
 func (c *wireClient) Del(hk, sk []byte) error {
@@ -632,20 +619,7 @@ func (c *wireClient) Del(hk, sk []byte) error {
 			return append(b, 0)
 		})
 	}, c.timeout)
-	if r.err != nil {
-		return r.err
-	}
-	if r.hdrErr != "ERR_OK" {
-		return errors.New(r.hdrErr)
-	}
-	status, _, err := rrdbStatus(&r.body, false)
-	if err != nil {
-		return err
-	}
-	if status != 0 {
-		return fmt.Errorf("rocksdb status %d", status)
-	}
-	return nil
+	return writeResult(r)
 }
 
 func (c *wireClient) Close() {
@@ -662,4 +636,23 @@ func splitMetas(s string) []string {
 		}
 	}
 	return out
+}
+
+// writeResult turns the reply of a put or remove into an error (transport, header or
+// non-zero rocksdb status).
+func writeResult(r reply) error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.hdrErr != "ERR_OK" {
+		return errors.New(r.hdrErr)
+	}
+	status, _, err := rrdbStatus(&r.body, false)
+	if err != nil {
+		return err
+	}
+	if status != 0 {
+		return fmt.Errorf("rocksdb status %d", status)
+	}
+	return nil
 }
