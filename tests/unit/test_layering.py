@@ -22,6 +22,7 @@ SANS_IO = {
     "pegasus_server/config.py", "pegasus_server/meta/guardian.py",
     "pegasus_server/replica/prepare_list.py", "pegasus_server/replica/events.py",
     "pegasus_server/replica/pacifica.py", "pegasus_server/replica/mutation.py",
+    "pegasus_server/replica/wire.py",
 }
 IO_MODULES = {"gevent", "socket", "rocksdict", "kazoo", "pyhdfs", "threading", "asyncio"}
 
