@@ -20,7 +20,10 @@ configuration they were PRIMARY/SECONDARY in, see ``replica/pacifica.py``).
 Decision table (first matching row wins):
 
 * no primary, an alive secondary -> CT_UPGRADE_TO_PRIMARY to the alive secondary with the fewest
-  primaries (then fewest replicas of this table, then overall, then address);
+  primaries (then fewest replicas of this table, then overall, then address), preferring those
+  not in ``view.avoid_upgrade`` (the caller lists there the secondaries that ignored the same
+  upgrade several times: a secondary the meta accepted whose learner never finished — its
+  primary died first — refuses the upgrade forever, while another secondary could take over);
 * no primary, no secondary, ``last_drops`` empty (new partition) -> CT_ASSIGN_PRIMARY to the
   alive node with the fewest primaries (same tie-breaks);
 * no primary, no secondary, ``last_drops`` non-empty -> DDD (§6.4): one drop: wait for it and
@@ -79,6 +82,8 @@ class GuardianView:
     min_2pc: int = 2
     replica_assign_delay: float = 600.0
     black_list: FrozenSet[object] = frozenset()
+    # this partition: secondaries not to upgrade to primary if another alive one exists
+    avoid_upgrade: FrozenSet[object] = frozenset()
 
 
 @dataclass
@@ -107,7 +112,8 @@ def decide(pc, view: GuardianView) -> Decision:
     if primary is None:
         live_secs = [s for s in secondaries if s in alive]
         if live_secs:
-            t = min(live_secs, key=lambda n: _load_key(view, n))
+            t = min([s for s in live_secs if s not in view.avoid_upgrade] or live_secs,
+                    key=lambda n: _load_key(view, n))
             return Decision(Action(CT_UPGRADE_TO_PRIMARY, t, t, "no primary"))
         if secondaries:
             return Decision(None, "no primary; every secondary is dead")

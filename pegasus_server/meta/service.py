@@ -124,7 +124,8 @@ class MetaService:
         while True:
             gevent.sleep(interval)
             try:
-                self.state.check_nodes(time.time())
+                for p in self.state.check_nodes(time.time()) or []:
+                    gevent.spawn(self._send_proposal, p)
             except Exception:
                 logger.exception("failure detector round failed")
 

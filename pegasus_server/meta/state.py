@@ -8,9 +8,23 @@ driver (``meta/service.py``) calls it from one greenlet at a time, so no locks a
 Effects returned by ``cure``/``check_nodes``: ``Proposal(target, request)`` — send
 ``RPC_CONFIG_PROPOSAL`` with that ``configuration_update_request`` to ``target``.
 
-Scope of this version: single-replica groups are assigned and re-assigned by the meta
-(CT_ASSIGN_PRIMARY); secondaries, learners and the balancer arrive with the replication issue,
-which extends ``cure``.
+Two kinds of tables:
+
+* single-replica tables (``max_replica_count`` 1, the onebox) keep the original rules: a
+  primary-less partition gets CT_ASSIGN_PRIMARY to its last dropped node when that is alive
+  again (else it waits), a fresh one to the least loaded alive node; a dead member is taken out
+  of the configuration by the meta itself. Nothing else is ever proposed to them (the replica
+  driver ``replica/node.py`` understands only CT_ASSIGN_PRIMARY).
+* replicated groups are cured by ``meta/guardian.py`` (replication.md §6.2-§6.4: upgrade a
+  secondary, assign a new partition, DDD, add / remove secondaries) over the nodes' replica
+  reports (config sync ``stored_replicas``, ordered against drops, see "replica reports"
+  below) and the drop times. A dead primary is removed by the meta writing a new configuration;
+  a dead secondary by a CT_DOWNGRADE_TO_INACTIVE proposal to its primary (§6.5), re-sent by the
+  periodic cure until the primary acts. A proposal is re-sent at most every
+  ``GROUP_PROPOSAL_RESEND_SECONDS`` while the partition's ballot and the decision stay the same.
+
+Soft state (drop times, reports, proposals sent) is in memory only, as upstream's: a restarted
+meta starts with every drop dated "now" and no reports.
 """
 from __future__ import annotations
 
@@ -22,6 +36,7 @@ from loguru import logger
 from pegasus_server import errors
 from pegasus_server.base import INVALID_ADDRESS, Gpid, HostPort, RpcAddress
 from pegasus_server.config import Config
+from pegasus_server.meta import guardian
 from pegasus_server.meta.model import (AS_AVAILABLE, AS_CREATING, AS_DROPPED, AS_DROPPING,
                                        AS_INVALID, AS_RECALLING, PARTITION_FLAG_DROPPED, App,
                                        Node, PartitionConfig, dumps, loads)
@@ -38,6 +53,14 @@ CT_DROP_PARTITION = 10
 
 # how long the meta waits for a proposal to take effect before sending it again
 PROPOSAL_RESEND_SECONDS = 3.0
+# the same for replicated groups (same ballot, same decision)
+GROUP_PROPOSAL_RESEND_SECONDS = 5.0
+# an upgrade to primary sent this many times for the same ballot without effect: prefer another
+# secondary (guardian.GuardianView.avoid_upgrade)
+UPGRADE_TRIES = 3
+# replication.md §6.3: how long a dropped secondary's node is waited for before another node
+# gets a new copy (replica_assign_delay_ms_for_dropouts)
+REPLICA_ASSIGN_DELAY_SECONDS = 600.0
 
 SUPPORTED_ENV_KEYS = frozenset("""
 replica.deny_client_request replica.write_throttling replica.write_throttling_by_size
@@ -66,7 +89,8 @@ def _ma():
 
 
 class MetaState:
-    def __init__(self, config: Config, store: MetaStore, self_address: RpcAddress):
+    def __init__(self, config: Config, store: MetaStore, self_address: RpcAddress, *,
+                 replica_assign_delay: float = REPLICA_ASSIGN_DELAY_SECONDS):
         self.config = config
         self.store = store
         self.address = self_address
@@ -76,6 +100,18 @@ class MetaState:
         self.level = LEVELS[config.meta_server.meta_function_level_on_start]
         self._pending: Dict[Gpid, Tuple[float, RpcAddress]] = {}   # gpid -> (sent at, target)
         self.loaded = False
+        self.replica_assign_delay = replica_assign_delay
+        self._clock = float("-inf")
+        # replicated groups (soft state)
+        self.drop_times: Dict[Gpid, Dict[RpcAddress, float]] = {}
+        self.reported: Dict[Gpid, Dict[RpcAddress, guardian.ReplicaState]] = {}
+        self.waiting: Dict[Gpid, str] = {}          # why the cure waits (DDD diagnosis)
+        self._sent: Dict[Gpid, Tuple[int, int, RpcAddress, float]] = {}
+        # pid -> (ballot, node -> CT_UPGRADE_TO_PRIMARY proposals sent at that ballot)
+        self._upgrade_tries: Dict[Gpid, Tuple[int, Dict[RpcAddress, int]]] = {}
+        self._sync_no: Dict[RpcAddress, int] = {}   # config syncs received per node
+        self._fences: Dict[Gpid, Dict[RpcAddress, int]] = {}
+        self._node_fences: Dict[RpcAddress, int] = {}
 
     # ---------------------------------------------------------------- persistence
     def load(self, now: float) -> None:
@@ -96,11 +132,15 @@ class MetaState:
             self.apps[app.app_id] = app
             if app.status == AS_AVAILABLE:
                 self.names[app.app_name] = app.app_id
+        self._tick(now)
         # every node named in a stored configuration starts alive with a fresh grace period
         for app in self.apps.values():
             for pc in app.partitions:
                 for a in pc.members():
                     self.nodes.setdefault(a, Node(a, alive=True, last_beacon=now))
+                self.drop_times[pc.pid] = {a: now for a in pc.last_drops}
+                for a in pc.last_drops:
+                    self._fence(pc.pid, a)
         if not self.apps and self.store.get("/meta/initialized") is None:
             for spec in self.config.apps:
                 self._create(spec.app_name, spec.app_type, spec.partition_count,
@@ -116,6 +156,12 @@ class MetaState:
         self.store.set(f"/apps/{pc.pid.app_id}/{pc.pid.partition_index}", dumps(pc.to_json()))
 
     # ---------------------------------------------------------------- levels and nodes
+    def _tick(self, now: Optional[float]) -> float:
+        """The latest time any input carried (for inputs that come without one)."""
+        if now is not None and now > self._clock:
+            self._clock = now
+        return self._clock if now is None else now
+
     def alive_nodes(self) -> List[RpcAddress]:
         return sorted(a for a, n in self.nodes.items() if n.alive)
 
@@ -130,6 +176,7 @@ class MetaState:
         return self.level
 
     def on_beacon(self, msg, now: float):
+        self._tick(now)
         addr = msg.from_node
         node = self.nodes.get(addr)
         if node is None:
@@ -143,42 +190,146 @@ class MetaState:
         return thrift.fd.beacon_ack(time=msg.time, this_node=self.address,
                                     primary_node=self.address, is_master=True, allowed=True)
 
-    def check_nodes(self, now: float) -> None:
-        """Failure detector round: nodes silent for longer than the grace period die."""
+    def check_nodes(self, now: float) -> List[Proposal]:
+        """Failure detector round: nodes silent for longer than the grace period die
+        (meta.md §6.2). Returns the cure of the partitions a death touched (replication.md
+        §6.5: a dead secondary of a replicated group is removed through a proposal to its
+        primary); the periodic ``cure`` sends the same proposals again after
+        ``GROUP_PROPOSAL_RESEND_SECONDS`` if the driver drops them."""
+        self._tick(now)
         grace = self.config.replication.fd_grace_seconds
+        died = []
         for node in self.nodes.values():
             if node.alive and now - node.last_beacon > grace:
                 node.alive = False
                 logger.warning("node {} disconnected (no beacon for {:.1f}s)", node.address,
                                now - node.last_beacon)
-                self._on_node_dead(node.address)
+                died.append(node.address)
+                self._fence_node(node.address)
+        # persist the downgrade of every dead primary; at fl_stopped / fl_blind this is
+        # postponed and retried on every round until the level allows it (meta.md §2.4)
+        touched = self._downgrade_dead(now) if self.effective_level() > 200 else set()
+        if not died:
+            return []
+        dead = set(died)
+        for app in self.apps.values():
+            if app.status == AS_AVAILABLE:
+                for pc in app.partitions:
+                    if dead & set(pc.members()):
+                        touched.add(pc.pid)
+        return self.cure(now, only=touched) if touched else []
 
-    def _on_node_dead(self, addr: RpcAddress) -> None:
-        if self.effective_level() <= 200:   # stopped / blind: postponed (meta.md §2.4)
-            return
+    def _downgrade_dead(self, now: float) -> set:
+        """Write the new configuration of every partition whose primary is dead (primary
+        removed, ballot + 1, node appended to last_drops; no replica involved, §6.5). In a
+        single-replica table a dead secondary is taken out the same way (the replica driver of
+        those tables understands no other proposal than CT_ASSIGN_PRIMARY); in a replicated
+        group it is removed by a CT_DOWNGRADE_TO_INACTIVE proposal to the primary (``cure``)."""
+        touched = set()
         for app in self.apps.values():
             if app.status != AS_AVAILABLE:
                 continue
             for pc in app.partitions:
-                if pc.primary == addr:
+                prim_dead = not pc.primary.is_invalid and not self._alive(pc.primary)
+                if prim_dead:
+                    addr = pc.primary
                     new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count,
                                           INVALID_ADDRESS, list(pc.secondaries),
                                           self._with_drop(pc.last_drops, addr),
                                           pc.last_committed_decree, pc.partition_flags)
-                    self._persist_partition(new)
-                    app.partitions[pc.pid.partition_index] = new
-                elif addr in pc.secondaries:
+                elif self._single(app):
+                    dead = [s for s in pc.secondaries if not self._alive(s)]
+                    if not dead:
+                        continue
+                    addr = dead[0]
                     new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count, pc.primary,
                                           [a for a in pc.secondaries if a != addr],
                                           self._with_drop(pc.last_drops, addr),
                                           pc.last_committed_decree, pc.partition_flags)
-                    self._persist_partition(new)
-                    app.partitions[pc.pid.partition_index] = new
+                else:
+                    continue
+                self._persist_partition(new)
+                app.partitions[pc.pid.partition_index] = new
+                self._on_dropped(new, addr, now)
+                touched.add(pc.pid)
+        return touched
+
+    def _alive(self, addr: RpcAddress) -> bool:
+        n = self.nodes.get(addr)
+        return n is not None and n.alive
+
+    @staticmethod
+    def _single(app: App) -> bool:
+        """Single-replica tables keep the original assignment rules (CT_ASSIGN_PRIMARY only):
+        the replica driver serving them (``replica/node.py``) understands nothing else."""
+        return app.max_replica_count <= 1
 
     @staticmethod
     def _with_drop(drops: List[RpcAddress], addr: RpcAddress) -> List[RpcAddress]:
         out = [a for a in drops if a != addr] + [addr]
         return out[-3:]
+
+    def partition(self, pid: Gpid) -> Optional[PartitionConfig]:
+        app = self.apps.get(pid.app_id)
+        if app is None or not 0 <= pid.partition_index < len(app.partitions):
+            return None
+        return app.partitions[pid.partition_index]
+
+    # ---------------------------------------------------------------- replica reports
+    # What nodes report about their replicas (config sync ``stored_replicas``) feeds the DDD
+    # rule (replication.md §6.4). A report is only good if the node sent it after it left the
+    # configuration: before, it may still have accepted prepares and commits (an isolated
+    # primary keeps committing until its lease ends), so an older report can understate its
+    # ballot and decrees and make the meta pick the wrong survivor. So when a node is dropped
+    # from a partition (or declared dead) its report is forgotten, and a *fence* is set: the
+    # meta numbers the config syncs it receives from each node, and a sync counts for that
+    # partition only if its number is above the fence = (the node's sync count at the drop) +
+    # 1, i.e. the first sync received after the drop is ignored, from the second one on they
+    # count. Reason: the ballot and decrees of a report cannot tell a report sent just before
+    # the drop (and delivered after it) from one sent after it — a dropped replica's member
+    # ballot does not change and its decrees need not — and the request carries no sequence
+    # of the node's. Relying on the replica side keeping at most one config sync in flight
+    # (the next is sent only once the previous one was answered, or after its RPC timeout,
+    # which exceeds the delivery bound), a sync in flight at the drop is the first one received
+    # after it, so the second was sent after the drop. The same fence is set for every node
+    # named in a last_drops list when the state is loaded (what was in flight to an earlier
+    # meta incarnation is unknown). The cost: a DDD decision waits up to one config sync
+    # interval longer.
+    def _fence(self, pid: Gpid, addr: RpcAddress) -> None:
+        self.reported.get(pid, {}).pop(addr, None)
+        self._fences.setdefault(pid, {})[addr] = self._sync_no.get(addr, 0) + 1
+
+    def _fence_node(self, addr: RpcAddress) -> None:
+        """The node died: whatever it reported before it went silent is stale everywhere."""
+        for pid in list(self.reported):
+            self.reported[pid].pop(addr, None)
+        self._node_fences[addr] = self._sync_no.get(addr, 0) + 1
+
+    def _on_dropped(self, pc: PartitionConfig, addr: RpcAddress, now: float) -> None:
+        times = self.drop_times.setdefault(pc.pid, {})
+        times[addr] = now
+        for a in list(times):
+            if a not in pc.last_drops:
+                del times[a]
+        self._fence(pc.pid, addr)
+
+    def _record_reports(self, node: RpcAddress, stored) -> None:
+        seq = self._sync_no[node] = self._sync_no.get(node, 0) + 1
+        if seq <= self._node_fences.get(node, 0):
+            return
+        have = {r.pid: r for r in stored or []}
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                if seq <= self._fences.get(pc.pid, {}).get(node, 0):
+                    continue
+                r = have.get(pc.pid)
+                if r is not None:
+                    self.reported.setdefault(pc.pid, {})[node] = guardian.ReplicaState(
+                        r.ballot or 0, r.last_committed_decree or 0, r.last_prepared_decree or 0)
+                elif node in pc.last_drops:
+                    self.reported.setdefault(pc.pid, {})[node] = guardian.ReplicaState.absent()
 
     # ---------------------------------------------------------------- cure
     def _replica_counts(self) -> Dict[RpcAddress, int]:
@@ -195,17 +346,31 @@ class MetaState:
                 counts[target] += 1
         return counts
 
-    def cure(self, now: float) -> List[Proposal]:
-        """Give every primary-less partition a primary (meta.md §2.4: steady and above)."""
+    def cure(self, now: float, only=None) -> List[Proposal]:
+        """One cure round (meta.md §2.4: steady and above) over every available partition, or
+        over the partitions in ``only``. Single-replica tables: give every primary-less
+        partition a primary (CT_ASSIGN_PRIMARY). Replicated groups: remove a dead secondary
+        through its primary (§6.5), else the guardian's decision (§6.2-§6.4)."""
+        self._tick(now)
         if not self.loaded or self.effective_level() < FL_STEADY:
             return []
         out: List[Proposal] = []
         alive = set(self.alive_nodes())
         counts = None
+        stats = None
         for app in sorted(self.apps.values(), key=lambda a: a.app_id):
             if app.status != AS_AVAILABLE:
                 continue
             for pc in app.partitions:
+                if only is not None and pc.pid not in only:
+                    continue
+                if not self._single(app):
+                    if stats is None:
+                        stats = self._load_stats()
+                    p = self._cure_group(app, pc, now, alive, stats)
+                    if p is not None:
+                        out.append(p)
+                    continue
                 if not pc.primary.is_invalid:
                     self._pending.pop(pc.pid, None)
                     continue
@@ -228,10 +393,68 @@ class MetaState:
                 out.append(Proposal(target, req))
         return out
 
+    def _load_stats(self):
+        prim: Dict[RpcAddress, int] = {}
+        total: Dict[RpcAddress, int] = {}
+        table: Dict[Tuple[int, RpcAddress], int] = {}
+        for app in self.apps.values():
+            if app.status != AS_AVAILABLE:
+                continue
+            for pc in app.partitions:
+                if not pc.primary.is_invalid:
+                    prim[pc.primary] = prim.get(pc.primary, 0) + 1
+                for a in pc.members():
+                    total[a] = total.get(a, 0) + 1
+                    table[(app.app_id, a)] = table.get((app.app_id, a), 0) + 1
+        return prim, total, table
+
+    def _cure_group(self, app: App, pc: PartitionConfig, now: float, alive,
+                    stats) -> Optional[Proposal]:
+        action = None
+        if not pc.primary.is_invalid and pc.primary in alive:
+            dead = [s for s in pc.secondaries if s not in alive]
+            if dead:
+                action = guardian.Action(CT_DOWNGRADE_TO_INACTIVE, pc.primary, dead[0],
+                                         "secondary is dead")
+                self.waiting[pc.pid] = ""
+        if action is None:
+            prim, total, table = stats
+            tries = self._upgrade_tries.get(pc.pid)
+            if tries is None or tries[0] != pc.ballot:
+                tries = self._upgrade_tries[pc.pid] = (pc.ballot, {})
+            avoid = frozenset(a for a, n in tries[1].items() if n >= UPGRADE_TRIES)
+            if avoid and all(s in avoid for s in pc.secondaries if s in alive):
+                tries[1].clear()             # every one was tried: start the round again
+                avoid = frozenset()
+            view = guardian.GuardianView(
+                now=now, alive=frozenset(alive), primary_count=prim, replica_count=total,
+                table_replica_count={a: table.get((app.app_id, a), 0) for a in alive},
+                drop_times=self.drop_times.get(pc.pid, {}),
+                reported=self.reported.get(pc.pid, {}),
+                min_2pc=self.config.replication.mutation_2pc_min_replica_count,
+                replica_assign_delay=self.replica_assign_delay, avoid_upgrade=avoid)
+            d = guardian.decide(pc, view)
+            self.waiting[pc.pid] = d.waiting
+            action = d.action
+        if action is None:
+            return None
+        key = (pc.ballot, action.type, action.node)
+        last = self._sent.get(pc.pid)
+        if last is not None and last[:3] == key and now - last[3] < GROUP_PROPOSAL_RESEND_SECONDS:
+            return None
+        self._sent[pc.pid] = key + (now,)
+        if action.type == CT_UPGRADE_TO_PRIMARY:
+            counts = self._upgrade_tries[pc.pid][1]
+            counts[action.node] = counts.get(action.node, 0) + 1
+        return Proposal(action.target, _ma().configuration_update_request(
+            info=app.to_thrift(), config=pc.to_thrift(), type=action.type, node=action.node,
+            host_node=INVALID_ADDRESS))
+
     def _choose_primary(self, pc: PartitionConfig, alive) -> Optional[RpcAddress]:
-        """A secondary if one is alive; else, for a partition that once had replicas, the most
-        recent dropped member when it is alive again (its data is there), else wait; a partition
-        that never had a replica goes to the least loaded node (returned as INVALID_ADDRESS)."""
+        """(Single-replica tables.) A secondary if one is alive; else, for a partition that
+        once had replicas, the most recent dropped member when it is alive again (its data is
+        there), else wait; a partition that never had a replica goes to the least loaded node
+        (returned as INVALID_ADDRESS)."""
         for s in pc.secondaries:
             if s in alive:
                 return s
@@ -241,8 +464,10 @@ class MetaState:
         return INVALID_ADDRESS if alive else None
 
     # ---------------------------------------------------------------- replica -> meta
-    def on_update_partition_configuration(self, req):
-        """RPC_CM_UPDATE_PARTITION_CONFIGURATION (meta.md §4.21)."""
+    def on_update_partition_configuration(self, req, now: Optional[float] = None):
+        """RPC_CM_UPDATE_PARTITION_CONFIGURATION (meta.md §4.21). ``now`` defaults to the
+        latest time seen by any other input."""
+        now = self._tick(now)
         resp = _ma().configuration_update_response
         pid = req.config.pid
         app = self.apps.get(pid.app_id)
@@ -258,7 +483,8 @@ class MetaState:
         if proposed.ballot != cur.ballot + 1:
             return resp(err=errors.ERR_INVALID_VERSION, config=cur.to_thrift())
         node = req.node
-        if req.type in (CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE, CT_DROP_PARTITION):
+        dropped = req.type in (CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE, CT_DROP_PARTITION)
+        if dropped:
             proposed.last_drops = self._with_drop(cur.last_drops, node)
         elif req.type in (CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_UPGRADE_TO_SECONDARY):
             proposed.last_drops = [a for a in cur.last_drops if a != node]
@@ -267,12 +493,21 @@ class MetaState:
         self._persist_partition(proposed)
         app.partitions[pid.partition_index] = proposed
         self._pending.pop(pid, None)
+        if dropped:
+            self._on_dropped(proposed, node, now)
+        else:
+            times = self.drop_times.get(pid, {})
+            for a in list(times):
+                if a not in proposed.last_drops:
+                    del times[a]
         logger.info("partition {} config updated by {}: ballot {} primary {}", pid, node,
                     proposed.ballot, proposed.primary)
         return resp(err=errors.ERR_OK, config=proposed.to_thrift())
 
     def on_config_sync(self, req, now: float):
-        """RPC_CM_CONFIG_SYNC: every partition the node serves in the meta's view."""
+        """RPC_CM_CONFIG_SYNC: every partition the node serves in the meta's view; the node's
+        ``stored_replicas`` are recorded for the DDD rule (see "replica reports" above)."""
+        self._tick(now)
         ma = _ma()
         node = req.node
         if node not in self.nodes:
@@ -298,6 +533,7 @@ class MetaState:
             elif app.status == AS_DROPPED and app.expire_second <= now \
                     and self.effective_level() >= 500:
                 gc.append(r)
+        self._record_reports(node, req.stored_replicas)
         out = ma.configuration_query_by_node_response(err=errors.ERR_OK, partitions=parts)
         if gc:
             out.gc_replicas = gc

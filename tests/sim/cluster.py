@@ -1,7 +1,7 @@
 """Deterministic in-process cluster simulation (design rule 10; raft-rs harness style).
 
-One meta (``MetaState`` from ``meta/state.py`` with the ``meta/guardian.py`` cure plugged in by
-``GuardedMetaState``), several replica nodes each running one ``ReplicaCore`` per partition over
+One meta (``MetaState`` from ``meta/state.py``, which cures replicated groups with
+``meta/guardian.py``), several replica nodes each running one ``ReplicaCore`` per partition over
 ``StorageApp(engine="memory")`` and a simulated private log, a client model, and a message bus
 with drop / delay / duplicate / partition filters. Everything runs on one fake clock in a
 discrete-event loop driven by one seeded RNG, so a seed replays exactly.
@@ -29,9 +29,8 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 from pegasus_server import errors as E
 from pegasus_server.base import INVALID_ADDRESS, Gpid, RpcAddress
 from pegasus_server.config import AppSpec, Config, MetaServerConfig, ReplicationConfig
-from pegasus_server.meta import guardian
-from pegasus_server.meta.model import AS_AVAILABLE, PartitionConfig
-from pegasus_server.meta.state import MetaState, Proposal
+from pegasus_server.meta.model import PartitionConfig
+from pegasus_server.meta.state import MetaState
 from pegasus_server.meta.store import MemoryMetaStore
 from pegasus_server.replica import events as ev
 from pegasus_server.replica.pacifica import Options, ReplicaCore
@@ -65,150 +64,6 @@ def to_thrift_config(m: ev.Membership):
         primary=m.primary if m.primary is not None else INVALID_ADDRESS,
         secondaries=list(m.secondaries), last_drops=list(m.last_drops),
         last_committed_decree=m.last_committed_decree, partition_flags=0)
-
-
-# ============================================================================ meta
-class GuardedMetaState(MetaState):
-    """``MetaState`` with the three-replica cure of ``meta/guardian.py`` and the spec's node-death
-    handling (§6.5: a dead secondary is removed through a proposal to its primary). Lives here
-    until ``meta/state.py`` calls the guardian itself."""
-
-    RESEND = 5.0   # seconds before the same proposal is sent again
-
-    def __init__(self, config, store, address, *, replica_assign_delay=600.0):
-        super().__init__(config, store, address)
-        self.replica_assign_delay = replica_assign_delay
-        self.drop_times: Dict[Gpid, Dict[RpcAddress, float]] = {}
-        self.reported: Dict[Gpid, Dict[RpcAddress, guardian.ReplicaState]] = {}
-        self.sent: Dict[Gpid, Tuple[int, int, RpcAddress, float]] = {}
-        self.waiting: Dict[Gpid, str] = {}
-        self._now = 0.0
-        self._out: List[Proposal] = []
-
-    def load(self, now: float) -> None:
-        super().load(now)
-        for app in self.apps.values():
-            for pc in app.partitions:
-                self.drop_times[pc.pid] = {a: now for a in pc.last_drops}
-
-    def _partitions(self):
-        for app in sorted(self.apps.values(), key=lambda a: a.app_id):
-            if app.status == AS_AVAILABLE:
-                for pc in app.partitions:
-                    yield app, pc
-
-    def _set(self, app, pc: PartitionConfig) -> None:
-        self._persist_partition(pc)
-        app.partitions[pc.pid.partition_index] = pc
-
-    # ------------------------------------------------------------------ failure detection
-    def check_nodes(self, now: float) -> List[Proposal]:
-        """Failure-detector round; partitions touched by a death are cured right away."""
-        self._now = now
-        self._out = []
-        alive = set(self.alive_nodes())
-        super().check_nodes(now)
-        if set(self.alive_nodes()) != alive:
-            self._out += self.cure(now)
-        return self._out
-
-    def _forget_report(self, pid, addr) -> None:
-        """A replica's report is only good for the DDD rule (§6.4) if the node sent it after it
-        left the configuration: before, it may still have accepted prepares and commits (an
-        isolated primary keeps committing until its lease ends), so an older report can
-        understate its ballot and decrees and make the meta pick the wrong survivor. Upstream
-        likewise records a drop with an invalid ballot and waits for the next config sync."""
-        self.reported.get(pid, {}).pop(addr, None)
-
-    def _on_node_dead(self, addr: RpcAddress) -> None:
-        # whatever the node reported before it went silent is stale: drop it for every partition
-        for pid in list(self.reported):
-            self._forget_report(pid, addr)
-        if self.effective_level() <= 200:
-            return
-        for app, pc in list(self._partitions()):
-            if pc.primary == addr:
-                new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count,
-                                      INVALID_ADDRESS, list(pc.secondaries),
-                                      self._with_drop(pc.last_drops, addr),
-                                      pc.last_committed_decree, pc.partition_flags)
-                self._set(app, new)
-                self.drop_times.setdefault(pc.pid, {})[addr] = self._now
-            elif addr in pc.secondaries and not pc.primary.is_invalid:
-                self._out.append(Proposal(pc.primary, MA.configuration_update_request(
-                    info=app.to_thrift(), config=pc.to_thrift(),
-                    type=ev.CT_DOWNGRADE_TO_INACTIVE, node=addr, host_node=INVALID_ADDRESS)))
-
-    # ------------------------------------------------------------------ replica -> meta
-    def update_partition_configuration(self, req, now: float):
-        before = self._find(req.config.pid)
-        resp = self.on_update_partition_configuration(req)
-        after = self._find(req.config.pid)
-        if resp.err == E.ERR_OK and before is not None and after is not before:
-            times = self.drop_times.setdefault(after.pid, {})
-            if req.type in (ev.CT_DOWNGRADE_TO_INACTIVE, ev.CT_REMOVE):
-                times[req.node] = now
-                self._forget_report(after.pid, req.node)
-            for a in list(times):
-                if a not in after.last_drops:
-                    del times[a]
-        return resp
-
-    def _find(self, pid) -> Optional[PartitionConfig]:
-        app = self.apps.get(pid.app_id)
-        if app is None or not 0 <= pid.partition_index < len(app.partitions):
-            return None
-        return app.partitions[pid.partition_index]
-
-    def config_sync(self, req, now: float):
-        resp = self.on_config_sync(req, now)
-        if resp.err == E.ERR_OK:
-            have = {r.pid: r for r in req.stored_replicas or []}
-            for _, pc in self._partitions():
-                rep = self.reported.setdefault(pc.pid, {})
-                r = have.get(pc.pid)
-                if r is not None:
-                    rep[req.node] = guardian.ReplicaState(r.ballot, r.last_committed_decree,
-                                                          r.last_prepared_decree)
-                elif req.node in pc.last_drops:
-                    rep[req.node] = guardian.ReplicaState.absent()
-        return resp
-
-    # ------------------------------------------------------------------ cure
-    def cure(self, now: float) -> List[Proposal]:
-        if not self.loaded or self.effective_level() < 400:
-            return []
-        alive = frozenset(self.alive_nodes())
-        prim, total, table = {}, {}, {}
-        for app, pc in self._partitions():
-            if not pc.primary.is_invalid:
-                prim[pc.primary] = prim.get(pc.primary, 0) + 1
-            for a in pc.members():
-                total[a] = total.get(a, 0) + 1
-                table[(app.app_id, a)] = table.get((app.app_id, a), 0) + 1
-        out = []
-        for app, pc in self._partitions():
-            view = guardian.GuardianView(
-                now=now, alive=alive, primary_count=prim, replica_count=total,
-                table_replica_count={a: table.get((app.app_id, a), 0) for a in alive},
-                drop_times=self.drop_times.get(pc.pid, {}),
-                reported=self.reported.get(pc.pid, {}),
-                min_2pc=self.config.replication.mutation_2pc_min_replica_count,
-                replica_assign_delay=self.replica_assign_delay)
-            d = guardian.decide(pc, view)
-            self.waiting[pc.pid] = d.waiting
-            a = d.action
-            if a is None:
-                continue
-            key = (pc.ballot, a.type, a.node)
-            last = self.sent.get(pc.pid)
-            if last is not None and last[:3] == key and now - last[3] < self.RESEND:
-                continue
-            self.sent[pc.pid] = key + (now,)
-            out.append(Proposal(a.target, MA.configuration_update_request(
-                info=app.to_thrift(), config=pc.to_thrift(), type=a.type, node=a.node,
-                host_node=INVALID_ADDRESS)))
-        return out
 
 
 # ============================================================================ simulated disk
@@ -255,7 +110,8 @@ class Disk:
 # ============================================================================ event loop, bus
 class Bus:
     """Message delivery with filters. ``drop_rate``, ``dup_rate``, ``delay`` range, and a set of
-    blocked (src, dst) pairs (network partitions)."""
+    blocked (src, dst) pairs (network partitions). Config syncs are never duplicated (see
+    ``send``); every delay is below ``SimNode.CONFIG_SYNC_TIMEOUT``."""
 
     def __init__(self, sim: "Sim"):
         self.sim = sim
@@ -273,6 +129,10 @@ class Bus:
             self.dropped += 1
             return
         copies = 2 if (self.dup_rate and rng.random() < self.dup_rate) else 1
+        if payload[0] == "config_sync":
+            # one RPC on the node's meta connection: the network does not duplicate it (a retry
+            # is a new sync, sent only once the previous one is answered or given up on)
+            copies = 1
         for _ in range(copies):
             self.sim.after(rng.uniform(*self.delay), self.sim.deliver, src, dst, payload)
 
@@ -400,7 +260,7 @@ class Sim:
     def meta_config(self, gpid: Gpid) -> Optional[PartitionConfig]:
         if not self.meta.alive:
             return None
-        return self.meta.state._find(gpid)
+        return self.meta.state.partition(gpid)
 
     def healthy(self, gpid: Gpid) -> bool:
         """The meta's config is complete and every member agrees and serves. A stalled
@@ -460,7 +320,7 @@ class MetaHost:
     def __init__(self, sim: Sim):
         self.sim = sim
         self.store = MemoryMetaStore()
-        self.state: Optional[GuardedMetaState] = None
+        self.state: Optional[MetaState] = None
         self.alive = False
         self.incarnation = 0
 
@@ -468,8 +328,8 @@ class MetaHost:
         sim = self.sim
         self.incarnation += 1
         inc = self.incarnation
-        self.state = GuardedMetaState(sim.config, self.store, META,
-                                      replica_assign_delay=sim.replica_assign_delay)
+        self.state = MetaState(sim.config, self.store, META,
+                               replica_assign_delay=sim.replica_assign_delay)
         self.state.load(sim.now)
         self.alive = True
         live = lambda: self.alive and self.incarnation == inc  # noqa: E731
@@ -501,11 +361,11 @@ class MetaHost:
             ack = st.on_beacon(payload[1], now)
             self.sim.bus.send(META, src, ("beacon_ack", ack))
         elif kind == "config_sync":
-            self.sim.bus.send(META, src, ("config_sync_reply", st.config_sync(payload[1], now),
+            self.sim.bus.send(META, src, ("config_sync_reply", st.on_config_sync(payload[1], now),
                                           payload[2]))
         elif kind == "update_config":
             req = payload[1]
-            resp = st.update_partition_configuration(req, now)
+            resp = st.on_update_partition_configuration(req, now)
             self.sim.log(f"meta update {req.config.pid} type={req.type} node={req.node} "
                          f"b={req.config.ballot} -> {resp.err} (b={resp.config.ballot})")
             self.sim.bus.send(META, src, ("meta_reply", req.config.pid, resp))
@@ -518,6 +378,7 @@ class SimNode:
     BEACON = 3.0
     LEASE_CHECK = 2.0
     CONFIG_SYNC = 30.0
+    CONFIG_SYNC_TIMEOUT = 5.0    # > the bus's largest delay: a sync given up on is never delivered
     INACTIVE_KEEP = 600.0
 
     def __init__(self, sim: Sim, addr: RpcAddress):
@@ -538,6 +399,11 @@ class SimNode:
         self.last_acked = float("-inf")
         self.paused_until = float("-inf")
         self.sync_seq = 0
+        # at most one config sync in flight (the meta's report fence relies on it, see
+        # "replica reports" in meta/state.py): (seq, sent at) of the outstanding one, and
+        # whether another was wanted meanwhile
+        self.sync_outstanding: Optional[Tuple[int, float]] = None
+        self.sync_wanted = False
 
     def lease_until(self) -> float:
         return self.last_acked + self.sim.config.replication.fd_lease_seconds
@@ -575,6 +441,7 @@ class SimNode:
         self.cores, self.storages, self.responses, self.log_done = {}, {}, {}, {}
         self.pending_log: Dict[Gpid, list] = {}
         self.inactive_since, self.closed = {}, {}
+        self.sync_outstanding, self.sync_wanted = None, False
         for gpid in sorted(self.disk.logs):
             self._open_replica(gpid)
         inc = self.incarnation
@@ -668,6 +535,11 @@ class SimNode:
             return
         if self.conn == "disconnected":
             return
+        out = self.sync_outstanding
+        if out is not None and self.sim.now - out[1] < self.CONFIG_SYNC_TIMEOUT:
+            self.sync_wanted = True              # sent once the outstanding one is answered
+            return
+        self.sync_wanted = False
         infos = [thrift.metadata.replica_info(
             pid=g, ballot=c.member_ballot, status=c.status,
             last_committed_decree=c.last_committed_decree,
@@ -679,7 +551,20 @@ class SimNode:
             for g, (b, lcd, lpd) in sorted(self.closed.items())]
         req = MA.configuration_query_by_node_request(node=self.addr, stored_replicas=infos)
         self.sync_seq += 1                   # only the answer to the latest request counts
+        self.sync_outstanding = (self.sync_seq, self.sim.now)
         self.sim.bus.send(self.addr, META, ("config_sync", req, self.sync_seq))
+        self.sim.after(self.CONFIG_SYNC_TIMEOUT, self._config_sync_timeout, self.incarnation,
+                       self.sync_seq)
+
+    def _config_sync_timeout(self, inc, seq) -> None:
+        if not self.alive or inc != self.incarnation or self.sync_outstanding is None \
+                or self.sync_outstanding[0] != seq:
+            return
+        if self._deferred(self._config_sync_timeout, inc, seq):
+            return
+        self.sync_outstanding = None             # lost: may send again
+        if self.sync_wanted:
+            self._config_sync()
 
     def _tick(self) -> None:
         if self.sim.now < self.paused_until:     # a stalled process misses timers
@@ -719,8 +604,12 @@ class SimNode:
                 self.conn = "connecting"
                 self._config_sync()
         elif kind == "config_sync_reply":
+            if self.sync_outstanding is not None and payload[2] == self.sync_outstanding[0]:
+                self.sync_outstanding = None
             if payload[2] == self.sync_seq:
                 self._on_config_sync_reply(payload[1])
+            if self.sync_outstanding is None and self.sync_wanted:
+                self._config_sync()
         elif kind == "proposal":
             self._on_proposal(payload[1])
         elif kind == "meta_reply":

@@ -338,3 +338,48 @@ def test_heal_waits_for_a_stalled_primary(make_sim):
     sim.run_for(6)
     assert old.cores[G0].is_serving(sim.now) and not sim.all_healthy()
     _heal_and_check(sim)
+
+
+def test_ddd_ignores_a_sync_sent_before_the_drop_and_delivered_after(make_sim):
+    """Like the test above, but the old primary's last config sync from before its drop is not
+    lost: it arrives only after the meta dropped the node (a slow network). It carries the same
+    understated ballot and decrees; the meta must not take it as the node's post-drop report
+    (it ignores the first sync received after a drop, see "replica reports" in meta/state.py)."""
+    sim = _ready(make_sim(seed=23, partitions=1, nodes=3, min_2pc=1))
+    _writes(sim, 5)
+    sim.run_for(1)
+    pc = sim.meta_config(G0)
+    p, (s1, s2) = pc.primary, pc.secondaries
+    held = []
+    send = sim.bus.send
+    holding = [True]
+
+    def holding_send(src, dst, payload):
+        if holding[0] and src == p and dst == META and payload[0] == "config_sync":
+            held.append(payload)
+            return
+        send(src, dst, payload)
+    sim.bus.send = holding_send
+    sim.nodes[p]._config_sync()           # sent while the group is complete
+    _writes(sim, 5)
+    sim.bus.isolate(p, [s1, s2])
+    _writes(sim, 5)
+    sim.run_until(lambda: not sim.meta_config(G0).secondaries, 60, "both secondaries removed")
+    _writes(sim, 10)                      # committed by the primary alone (min_2pc = 1)
+    sim.run_for(35)
+    assert held, "expected the old primary to have sent config syncs"
+    stale = held[0]                       # from before the secondaries' removal
+    acked = len(sim.client.acked)
+    sim.bus.isolate(p, [META])
+    sim.run_until(lambda: sim.meta_config(G0).primary.is_invalid, 60, "primary declared dead")
+    assert sim.meta_config(G0).last_drops[-1] == p
+    sim.deliver(p, META, stale)           # the delayed pre-drop sync finally arrives
+    sim.bus.heal()                        # the old primary is alive again, its syncs still held
+    sim.run_for(40)
+    pc = sim.meta_config(G0)
+    assert pc.primary.is_invalid, "DDD chose by a sync sent before the drop"
+    assert "report" in sim.meta.state.waiting.get(G0, "")
+    holding[0] = False
+    _heal_and_check(sim)
+    assert sim.meta_config(G0).primary == p
+    assert len(sim.client.acked) >= acked

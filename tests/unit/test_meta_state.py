@@ -3,8 +3,11 @@ and persistence (reload from the store gives the same state)."""
 import pytest
 
 from pegasus_server.base import Gpid, RpcAddress
+from pegasus_server.base import INVALID_ADDRESS
 from pegasus_server.config import AppSpec, Config, MetaServerConfig
 from pegasus_server.meta.state import CT_ASSIGN_PRIMARY, MetaState
+from pegasus_server.meta.state import (CT_ADD_SECONDARY, CT_DOWNGRADE_TO_INACTIVE,
+                                       CT_UPGRADE_TO_PRIMARY)
 from pegasus_server.meta.store import LocalMetaStore, MemoryMetaStore
 from pegasus_server.rpc import thrift
 
@@ -220,3 +223,195 @@ def test_config_sync_lists_the_nodes_partitions():
     unknown = RpcAddress("127.0.0.1", 40000)
     assert st.on_config_sync(MA.configuration_query_by_node_request(node=unknown), 102).err == \
         "ERR_OBJECT_NOT_FOUND"
+
+
+# ---------------------------------------------------------------- replicated groups (guardian)
+def _group_state(nodes=(R1, R2, R3), now=100.0, replica_count=3, **kw):
+    cfg = Config(meta_server=MetaServerConfig(min_live_node_count_for_unfreeze=1,
+                                              node_live_percentage_threshold_for_update=0),
+                 apps=(AppSpec("one", partition_count=2, max_replica_count=1),
+                       AppSpec("three", partition_count=1, max_replica_count=replica_count)))
+    st = MetaState(cfg, MemoryMetaStore(), ME, **kw)
+    st.load(now)
+    for n in nodes:
+        _beacon(st, n, now)
+    return st
+
+
+def _apply(st, p, cfg_change, now):
+    """Play the replica side of a proposal: ``cfg_change(cfg)`` edits the config (ballot + 1
+    is added here) and the replica reports it."""
+    cfg = p.request.config
+    cfg_change(cfg)
+    cfg.ballot += 1
+    resp = st.on_update_partition_configuration(MA.configuration_update_request(
+        info=p.request.info, config=cfg, type=p.request.type, node=p.request.node), now)
+    assert resp.err == "ERR_OK"
+
+
+def _sync(st, node, now, replicas=()):
+    return st.on_config_sync(MA.configuration_query_by_node_request(
+        node=node, stored_replicas=[thrift.metadata.replica_info(
+            pid=pid, ballot=b, status=0, last_committed_decree=lcd, last_prepared_decree=lpd,
+            last_durable_decree=0, app_type="pegasus", disk_tag="")
+            for pid, b, lcd, lpd in replicas]), now)
+
+
+G3 = Gpid(2, 0)
+
+
+def _build_group(st, now=101.0):
+    """Assign the primary and two secondaries of table "three"; returns the config."""
+    props = st.cure(now)
+    for p in props:
+        if p.request.config.pid.app_id == 1:
+            assert p.request.type == CT_ASSIGN_PRIMARY
+            _apply(st, p, lambda c, t=p.target: setattr(c, "primary", t), now)
+    (p,) = [p for p in props if p.request.config.pid == G3]
+    assert p.request.type == CT_ASSIGN_PRIMARY
+    _apply(st, p, lambda c: setattr(c, "primary", p.target), now)
+    for _ in range(2):
+        (p,) = [p for p in st.cure(now) if p.request.config.pid == G3]
+        assert p.request.type == CT_ADD_SECONDARY and p.target == st.partition(G3).primary
+        # (the learner's CT_UPGRADE_TO_SECONDARY is folded into the add here)
+        _apply(st, p, lambda c: c.secondaries.append(p.request.node), now)
+    pc = st.partition(G3)
+    assert len(pc.secondaries) == 2 and st.cure(now) == []
+    return pc
+
+
+def test_group_cure_assigns_then_adds_secondaries_and_single_tables_only_get_assign():
+    st = _group_state()
+    pc = _build_group(st)
+    assert len(set(pc.members())) == 3
+    # the single-replica table kept the assignment rules and saw nothing but CT_ASSIGN_PRIMARY
+    assert all(not p.primary.is_invalid and not p.secondaries for p in st.apps[1].partitions)
+
+
+def test_group_dead_secondary_removed_through_its_primary():
+    st = _group_state()
+    pc = _build_group(st)
+    victim = pc.secondaries[0]
+    for n in pc.members():
+        if n != victim:
+            _beacon(st, n, 120)
+    props = st.check_nodes(123.5)
+    # the single-replica partitions on the victim are rewritten by the meta and wait for it
+    for p in st.apps[1].partitions:
+        assert p.primary != victim and all(q.request.config.pid != p.pid for q in props)
+    assert st.partition(G3).to_json() == pc.to_json()       # not rewritten by the meta
+    assert [(p.target, p.request.type, p.request.node) for p in props] == [
+        (pc.primary, CT_DOWNGRADE_TO_INACTIVE, victim)]
+    assert st.cure(124) == []                               # not re-sent at once ...
+    (p,) = st.cure(129)                                     # ... but until the primary acts
+    assert p.request.type == CT_DOWNGRADE_TO_INACTIVE
+    _apply(st, p, lambda c: c.secondaries.remove(victim), 129)
+    new = st.partition(G3)
+    assert victim not in new.members() and new.last_drops[-1] == victim
+    # not an emergency: the guardian waits for the dropped node instead of a new copy
+    assert st.cure(140) == [] and "waiting" in st.waiting[G3]
+
+
+def test_group_dead_primary_rewritten_and_a_secondary_upgraded():
+    st = _group_state()
+    pc = _build_group(st)
+    for n in pc.secondaries:
+        _beacon(st, n, 120)
+    props = st.check_nodes(123.5)
+    new = st.partition(G3)
+    assert new.primary.is_invalid and new.ballot == pc.ballot + 1
+    assert new.last_drops[-1] == pc.primary
+    assert [(p.request.type, p.request.config.pid) for p in props
+            if p.request.config.pid == G3] == [(CT_UPGRADE_TO_PRIMARY, G3)]
+    assert all(p.request.type == CT_ASSIGN_PRIMARY for p in props if p.request.config.pid != G3)
+
+
+def _ddd(st, pc, now):
+    """All three members of G3 leave; returns the drop order (last two: b, c)."""
+    a, b, c = pc.secondaries[0], pc.secondaries[1], pc.primary
+    for victim in (a, b):
+        cfg = st.partition(G3).to_thrift()
+        cfg.ballot += 1
+        cfg.secondaries = [s for s in cfg.secondaries if s != victim]
+        assert st.on_update_partition_configuration(MA.configuration_update_request(
+            config=cfg, type=CT_DOWNGRADE_TO_INACTIVE, node=victim), now).err == "ERR_OK"
+    cfg = st.partition(G3).to_thrift()
+    cfg.ballot += 1
+    cfg.primary = INVALID_ADDRESS
+    assert st.on_update_partition_configuration(MA.configuration_update_request(
+        config=cfg, type=CT_DOWNGRADE_TO_INACTIVE, node=c), now).err == "ERR_OK"
+    assert list(st.partition(G3).last_drops) == [a, b, c]
+    return a, b, c
+
+
+def test_ddd_ignores_the_first_sync_after_a_drop():
+    """A config sync sent just before the drop and delivered after it must not count as the
+    node's post-drop report: the first sync received after a drop is ignored."""
+    st = _group_state()
+    pc = _build_group(st)
+    _, b, c = _ddd(st, pc, 110)
+    # both send a sync each that was on the way at the drop: c's understates its state
+    _sync(st, b, 111, [(G3, 3, 10, 10)])
+    _sync(st, c, 111, [(G3, 2, 5, 5)])
+    assert st.cure(112) == [] and "report" in st.waiting[G3]
+    # the next syncs count; the larger ballot wins
+    _sync(st, b, 140, [(G3, 3, 10, 10)])
+    _sync(st, c, 140, [(G3, 4, 12, 12)])
+    (p,) = st.cure(141)
+    assert (p.request.type, p.target) == (CT_ASSIGN_PRIMARY, c)
+
+
+def test_ddd_forgets_reports_when_the_node_dies():
+    st = _group_state()
+    pc = _build_group(st)
+    _, b, c = _ddd(st, pc, 110)
+    for n in (b, c):
+        _sync(st, n, 111)
+        _sync(st, n, 112, [(G3, 3, 10, 10)])
+    _beacon(st, b, 130)
+    st.check_nodes(135)                       # c silent since 100: dead, its report forgotten
+    _beacon(st, c, 136)
+
+    def g3(props):
+        return [p for p in props if p.request.config.pid == G3]
+    assert g3(st.cure(137)) == [] and "report" in st.waiting[G3]
+    _sync(st, c, 138, [(G3, 3, 10, 10)])      # first after its death: ignored
+    assert g3(st.cure(139)) == []
+    _sync(st, c, 168, [(G3, 3, 10, 10)])
+    (p,) = g3(st.cure(169))
+    assert p.request.type == CT_ASSIGN_PRIMARY and p.target == c
+
+
+def test_single_replica_tables_never_get_other_proposals_even_when_replicated_ones_do():
+    st = _group_state()
+    _build_group(st)
+    seen = set()
+    for t in (120.0, 123.5, 130.0, 160.0):
+        _beacon(st, R2, t)
+        _beacon(st, R3, t)
+        props = st.check_nodes(t) + st.cure(t)
+        seen |= {p.request.type for p in props if p.request.config.pid.app_id == 1}
+    assert seen <= {CT_ASSIGN_PRIMARY}
+
+
+def test_group_upgrade_rotates_away_from_a_secondary_that_never_acts():
+    """(sweep seed 1024) A secondary the meta accepted whose learner never finished (its primary
+    died first) refuses CT_UPGRADE_TO_PRIMARY forever; after a few unanswered proposals the
+    guardian must try the other alive secondary."""
+    st = _group_state()
+    pc = _build_group(st)
+    for n in pc.secondaries:
+        _beacon(st, n, 120)
+    first = [p for p in st.check_nodes(123.5) if p.request.config.pid == G3]
+    assert [p.request.type for p in first] == [CT_UPGRADE_TO_PRIMARY]
+    stuck = first[0].request.node
+    targets = [stuck]
+    t = 123.5
+    for _ in range(6):
+        t += 6
+        for n in pc.secondaries:
+            _beacon(st, n, t)
+        targets += [p.request.node for p in st.cure(t) if p.request.config.pid == G3]
+    assert targets[:3] == [stuck] * 3
+    other = [s for s in pc.secondaries if s != stuck][0]
+    assert targets[3] == other
