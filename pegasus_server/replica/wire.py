@@ -3,7 +3,7 @@
 §3.4, §5, §6.7, §7.2, §7.5; idl-structs.md for consensus / metadata / layer2 / meta_admin / nfs).
 
 Nothing here does I/O: every function takes a value and returns a value. The driver picks the RPC
-(``CATALOGUE_PATCH`` below), sends the struct over THFT, and hands the decoded struct back to the
+(the internal entries of ``rpc/catalogue.py``), sends the struct over THFT, and hands the decoded struct back to the
 matching ``from_*`` function before calling the core.
 
 Mapping (``to_*`` builds the struct, ``from_*`` rebuilds the message)::
@@ -80,7 +80,7 @@ a storage write RPC). Decoding always yields ``mutation.Mutation`` (the core acc
 attribute names, ``is_empty_write``). ``to_stand_in`` goes back (payload = data bytes, or None
 for empty writes) for tests and the simulation.
 
-``CATALOGUE_PATCH`` proposes the internal replication RPCs for ``rpc/catalogue.py``.
+The internal replication RPCs and their structs are entries of ``rpc/catalogue.py``.
 
 Must not import gevent, socket or storage code (imports only base, errors, rpc.thrift and
 replica.events / replica.mutation).
@@ -88,7 +88,7 @@ replica.events / replica.mutation).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from pegasus_server import errors as E
 from pegasus_server.base import INVALID_ADDRESS, Gpid, RpcAddress
@@ -100,28 +100,6 @@ from pegasus_server.rpc import thrift
 # Proposed additions to rpc/catalogue.py's _TABLE (replication.md §5, §7.5; upstream task code
 # names). name -> (argument type, result type or None for one-way). None of them is a storage
 # write (the third _TABLE column is False for all).
-CATALOGUE_PATCH: Dict[str, Tuple[str, Optional[str]]] = {
-    # primary -> secondary / learner
-    "RPC_PREPARE": ("consensus.prepare_msg", "consensus.prepare_ack"),
-    # primary -> each secondary and learner
-    "RPC_GROUP_CHECK": ("consensus.group_check_request", "consensus.group_check_response"),
-    # learner -> primary (learnee)
-    "RPC_LEARN": ("consensus.learn_request", "consensus.learn_response"),
-    # learner -> primary
-    "RPC_LEARN_COMPLETION_NOTIFY": ("consensus.group_check_response",
-                                    "consensus.learn_notify_response"),
-    # primary -> learner, one-way (config.status = PS_POTENTIAL_SECONDARY)
-    "RPC_LEARN_ADD_LEARNER": ("consensus.group_check_request", None),
-    # primary -> removed replica, one-way (status PS_INACTIVE)
-    "RPC_REMOVE_REPLICA": ("metadata.replica_configuration", None),
-    # duplication follower -> master replica (request carries only pid, checksum_type)
-    "RPC_QUERY_LAST_CHECKPOINT_INFO": ("consensus.learn_request", "consensus.learn_response"),
-    # learner -> learnee (file copy, §7.5)
-    "RPC_NFS_COPY": ("nfs.copy_request", "nfs.copy_response"),
-    "RPC_NFS_GET_FILE_SIZE": ("nfs.get_file_size_request", "nfs.get_file_size_response"),
-}
-
-
 class WireError(ProtocolError):
     """A well-formed struct that does not map to a core message (missing mutation, a learn
     completion report that is not LearningSucceeded...)."""
@@ -459,13 +437,3 @@ def from_update_response(s) -> Tuple[str, Optional[ev.Membership]]:
     if s.config is not None and s.config.pid is not None and tuple(s.config.pid) != (0, 0):
         cfg = from_partition_configuration(s.config)
     return s.err or E.ERR_OK, cfg
-
-
-def resolve_patch_types() -> Dict[str, Tuple[Any, Any]]:
-    """``CATALOGUE_PATCH`` with its type names resolved to thrift classes (a self-check)."""
-    def cls(t):
-        if t is None:
-            return None
-        stem, _, name = t.partition(".")
-        return getattr(thrift.load(stem), name)
-    return {n: (cls(a), cls(r)) for n, (a, r) in CATALOGUE_PATCH.items()}

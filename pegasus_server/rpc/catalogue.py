@@ -83,6 +83,17 @@ _TABLE = {
     "RPC_CM_UPDATE_PARTITION_CONFIGURATION": ("meta_admin.configuration_update_request",
                                               "meta_admin.configuration_update_response", False),
     "RPC_CONFIG_PROPOSAL": ("meta_admin.configuration_update_request", None, False),
+    # replica <-> replica (replication.md §5; replica/wire.py converts to the core's messages)
+    "RPC_PREPARE": ("consensus.prepare_msg", "consensus.prepare_ack", False),
+    "RPC_GROUP_CHECK": ("consensus.group_check_request", "consensus.group_check_response", False),
+    "RPC_LEARN": ("consensus.learn_request", "consensus.learn_response", False),
+    "RPC_LEARN_COMPLETION_NOTIFY": ("consensus.group_check_response",
+                                    "consensus.learn_notify_response", False),
+    "RPC_LEARN_ADD_LEARNER": ("consensus.group_check_request", None, False),   # one-way
+    "RPC_REMOVE_REPLICA": ("metadata.replica_configuration", None, False),      # one-way
+    "RPC_QUERY_LAST_CHECKPOINT_INFO": ("consensus.learn_request", "consensus.learn_response", False),
+    "RPC_NFS_COPY": ("nfs.copy_request", "nfs.copy_response", False),
+    "RPC_NFS_GET_FILE_SIZE": ("nfs.get_file_size_request", "nfs.get_file_size_response", False),
 }
 
 

@@ -245,17 +245,22 @@ def test_membership_without_primary():
 
 
 # ------------------------------------------------------------------------------------ catalogue
-def test_catalogue_patch_resolves():
-    resolved = wire.resolve_patch_types()
-    assert set(resolved) == {
-        "RPC_PREPARE", "RPC_GROUP_CHECK", "RPC_LEARN", "RPC_LEARN_COMPLETION_NOTIFY",
-        "RPC_LEARN_ADD_LEARNER", "RPC_REMOVE_REPLICA", "RPC_QUERY_LAST_CHECKPOINT_INFO",
-        "RPC_NFS_COPY", "RPC_NFS_GET_FILE_SIZE"}
-    assert resolved["RPC_LEARN_ADD_LEARNER"][1] is None
-    assert resolved["RPC_REMOVE_REPLICA"] == (thrift.metadata.replica_configuration, None)
-    for name, (arg, res) in wire.CATALOGUE_PATCH.items():
-        e = catalogue.find(name)                            # once merged, it must agree
-        if e is not None:
-            assert e.arg_spec == thrift.type_spec(resolved[name][0])
-            assert e.result_spec == (None if res is None else
-                                     thrift.type_spec(resolved[name][1]))
+def test_catalogue_has_the_internal_replication_rpcs():
+    T = thrift.type_spec
+    C = thrift.consensus
+    expect = {
+        "RPC_PREPARE": (C.prepare_msg, C.prepare_ack),
+        "RPC_GROUP_CHECK": (C.group_check_request, C.group_check_response),
+        "RPC_LEARN": (C.learn_request, C.learn_response),
+        "RPC_LEARN_COMPLETION_NOTIFY": (C.group_check_response, C.learn_notify_response),
+        "RPC_LEARN_ADD_LEARNER": (C.group_check_request, None),
+        "RPC_REMOVE_REPLICA": (thrift.metadata.replica_configuration, None),
+        "RPC_QUERY_LAST_CHECKPOINT_INFO": (C.learn_request, C.learn_response),
+        "RPC_NFS_COPY": (thrift.nfs.copy_request, thrift.nfs.copy_response),
+        "RPC_NFS_GET_FILE_SIZE": (thrift.nfs.get_file_size_request,
+                                  thrift.nfs.get_file_size_response),
+    }
+    for name, (arg, res) in expect.items():
+        e = catalogue.get(name)
+        assert e.arg_spec == T(arg) and not e.is_write
+        assert e.result_spec == (None if res is None else T(res))
