@@ -87,6 +87,7 @@ class ReplicaNode:
         self.server = RpcServer(config.server.host, config.server.port, self.dispatcher,
                                 config.network.max_frame_bytes)
         self._last_ts_us = 0
+        self._syncing = False
         self._loops = []
         self._register()
 
@@ -277,6 +278,17 @@ class ReplicaNode:
             gevent.sleep(interval if ok else min(1.0, interval))
 
     def _config_sync_once(self) -> None:
+        # At most one config sync in flight: the meta fences replica reports at drops by counting
+        # syncs per node, which assumes a node never has two outstanding (meta/state.py).
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            self._config_sync()
+        finally:
+            self._syncing = False
+
+    def _config_sync(self) -> None:
         stored = [thrift.metadata.replica_info(
             pid=g, ballot=r.ballot, status=0, last_committed_decree=r.storage.last_committed_decree,
             last_prepared_decree=r.storage.last_committed_decree,
