@@ -23,7 +23,8 @@ ensure_venv() {
     [[ -x "$PY" ]] || python3 -m venv "$VENV"
     "$PY" -m pip install -q --upgrade pip >/dev/null
     "$PY" -m pip install -q -r requirements.txt -r requirements-test.txt
-    "$PY" -m pip install -q --no-deps -e .
+    # (setuptools warns about editable installs on stderr; show its output only on failure)
+    "$PY" -m pip install -q --no-deps -e . 2>/dev/null || "$PY" -m pip install --no-deps -e .
     echo "$want" > "$stamp"
 }
 
