@@ -689,29 +689,16 @@ class SimNode:
                 return
             else:
                 return
-        if t is ev.Prepare:
-            eff = core.on_prepare(now, src, msg)
-        elif t is ev.PrepareAck:
-            eff = core.on_prepare_ack(now, src, msg)
-        elif t is ev.GroupCheck:
-            eff = core.on_group_check(now, src, msg)
-        elif t is ev.GroupCheckReply:
-            eff = core.on_group_check_reply(now, src, msg)
-        elif t is ev.AddLearner:
-            eff = core.on_add_learner(now, src, msg)
-        elif t is ev.LearnRequest:
+        if t is ev.LearnRequest:
             eff = core.on_learn(now, src, msg,
                                 self.disk.logs[gpid].first_contiguous(core.last_committed_decree))
-        elif t is ev.LearnResponse:
-            eff = core.on_learn_response(now, src, msg)
-        elif t is ev.LearnCompletion:
-            eff = core.on_learn_completion(now, src, msg)
-        elif t is ev.LearnNotifyReply:
-            eff = core.on_learn_notify_reply(now, src, msg)
         elif t is ev.RemoveReplica:
             eff = core.on_remove(now, msg)
         else:
-            raise TypeError(f"unknown replica message {msg!r}")
+            handler = _CORE_HANDLERS.get(t)
+            if handler is None:
+                raise TypeError(f"unknown replica message {msg!r}")
+            eff = getattr(core, handler)(now, src, msg)
         self._perform(gpid, eff)
 
     # ------------------------------------------------------------------ effects
@@ -975,3 +962,12 @@ def _dump(st: StorageApp):
                 out.append((cur.key(), cur.value()))
             cur.next()
     return tuple(out)
+
+
+# replica message type -> the core's entry point taking (now, src, msg)
+_CORE_HANDLERS = {
+    ev.Prepare: "on_prepare", ev.PrepareAck: "on_prepare_ack", ev.GroupCheck: "on_group_check",
+    ev.GroupCheckReply: "on_group_check_reply", ev.AddLearner: "on_add_learner",
+    ev.LearnResponse: "on_learn_response", ev.LearnCompletion: "on_learn_completion",
+    ev.LearnNotifyReply: "on_learn_notify_reply",
+}

@@ -135,6 +135,15 @@ def test_primary_partitioned_from_meta(make_sim):
     assert sim.checker.max_serving == 1
 
 
+def _write_until_healthy(sim, gpid, limit=200):
+    """Write every 50 ms until every partition is healthy again (bounded in simulated time)."""
+    t0 = sim.now
+    while not sim.all_healthy():
+        sim.client.write(gpid)
+        sim.run_for(0.05)
+        assert sim.now - t0 < limit, sim.describe()
+
+
 def test_learner_catches_up_under_writes_from_checkpoint(make_sim):
     opts = Options(group_check_interval=10.0, max_mutation_count_in_prepare_list=30)
     sim = _ready(make_sim(seed=15, partitions=1, options=opts, checkpoint_interval=2.0,
@@ -143,12 +152,7 @@ def test_learner_catches_up_under_writes_from_checkpoint(make_sim):
     sim.crash(victim)
     _writes(sim, 150, G0, gap=0.05)
     sim.restart(victim)
-    # keep writing while it learns
-    t0 = sim.now
-    while not sim.all_healthy():
-        sim.client.write(G0)
-        sim.run_for(0.05)
-        assert sim.now - t0 < 200, sim.describe()
+    _write_until_healthy(sim, G0)   # keep writing while it learns
     assert any("installed checkpoint" in t and str(victim) in t for t in sim.trace), \
         "expected the learner to take the LT_APP path"
     _writes(sim, 20, G0)
@@ -164,11 +168,7 @@ def test_learner_catches_up_from_log(make_sim):
     sim.crash(victim)
     _writes(sim, 80, G0, gap=0.05)
     sim.restart(victim)
-    t0 = sim.now
-    while not sim.all_healthy():
-        sim.client.write(G0)
-        sim.run_for(0.05)
-        assert sim.now - t0 < 200, sim.describe()
+    _write_until_healthy(sim, G0)
     assert any("learn response 3" in t for t in sim.trace), "expected an LT_LOG round"
     _heal_and_check(sim)
 
