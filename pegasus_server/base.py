@@ -6,6 +6,7 @@ thriftpy2 or anything of this package beyond the standard library.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import NamedTuple
 
@@ -43,6 +44,11 @@ class Gpid(NamedTuple):
         return cls(int(a), int(p))
 
 
+@functools.lru_cache(maxsize=4096)
+def _ip_int(host: str) -> int:
+    return int(ipaddress.IPv4Address(host))
+
+
 class RpcAddress(NamedTuple):
     """An IPv4 endpoint as upstream's ``rpc_address``; ``RpcAddress.INVALID`` is "no address"."""
 
@@ -56,8 +62,7 @@ class RpcAddress(NamedTuple):
     def to_u64(self) -> int:
         if self.is_invalid:
             return 0
-        ip = int(ipaddress.IPv4Address(self.host))
-        return (ip << 32) | ((self.port & 0xFFFF) << 16) | 1
+        return (_ip_int(self.host) << 32) | ((self.port & 0xFFFF) << 16) | 1
 
     def to_i64(self) -> int:
         v = self.to_u64()

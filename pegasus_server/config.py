@@ -61,6 +61,14 @@ class ReplicationConfig:
     fd_grace_seconds: float = 22
     config_sync_interval_ms: int = 30000
     mutation_2pc_min_replica_count: int = 2
+    # PacificA (replica/pacifica.py): mutations in two-phase commit at once, prepare-list
+    # capacity, prepare timeouts, and the group-check period (also the idle time after which a
+    # primary writes an empty mutation to move the commit point)
+    staleness_for_commit: int = 20
+    max_mutation_count_in_prepare_list: int = 110
+    prepare_timeout_ms_for_secondaries: int = 3000
+    prepare_timeout_ms_for_potential_secondaries: int = 5000
+    group_check_interval_ms: int = 100000
     max_allowed_write_size: int = 1048576
     # private mutation log (replica/plog.py): fdatasync after every group-committed batch when
     # true; upstream's default false relies on the three copies (survives a process crash, a
@@ -74,8 +82,9 @@ class ReplicationConfig:
     # fsync policy of the storage write-ahead log: false = rely on the OS page cache
     # (survives a process crash, not a power loss; upstream's default relies on three copies)
     rocksdb_wal_sync: bool = False
+    # how often storage is flushed and the private log is garbage-collected below the flush
+    checkpoint_interval_seconds: int = 100
     # how often expired records are swept from storage (0 disables the sweep)
-    checkpoint_interval_seconds: int = 300
     expired_record_sweep_interval_seconds: int = 60
 
 

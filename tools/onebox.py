@@ -22,7 +22,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DIR = os.path.join(ROOT, "onebox")
-META_BASE_PORT, REPLICA_BASE_PORT = 34600, 34800
+# ONEBOX_PORT_OFFSET moves a second cluster out of the way of the first (development only: the
+# official clients' suites expect the standard ports)
+_OFFSET = int(os.environ.get("ONEBOX_PORT_OFFSET", "0"))
+META_BASE_PORT, REPLICA_BASE_PORT = 34600 + _OFFSET, 34800 + _OFFSET
 DEFAULT_TABLES = (("stat", 4), ("temp", None))   # temp takes -p
 
 
@@ -46,7 +49,12 @@ def _config(role: str, idx: int, metas: int, partitions: int, replica_count: int
         },
         "replication": {
             "cluster_name": "onebox", "data_dirs": "data",
-            "mutation_2pc_min_replica_count": "1",
+            # upstream's default (2) once there are three copies; a single copy must commit alone
+            "mutation_2pc_min_replica_count": str(min(2, replica_count)),
+            # dev settings: a dead replica server is noticed in seconds, not half a minute
+            "fd_check_interval_seconds": "1", "fd_beacon_interval_seconds": "1",
+            "fd_lease_seconds": "6", "fd_grace_seconds": "8",
+            "config_sync_interval_ms": "10000", "checkpoint_interval_seconds": "30",
         },
     }
     for name, count in DEFAULT_TABLES:
@@ -177,7 +185,8 @@ class Onebox:
         return [("127.0.0.1", self.port_of(r, i)) for r, i in self.instances() if r == "meta"]
 
     def wait_healthy(self, timeout: float) -> None:
-        """Until every partition of every available table has a primary that serves it."""
+        """Until every partition of every available table has its full replica count and a
+        primary that serves it."""
         sys.path.insert(0, ROOT)
         from pegasus_server.rpc import thrift
         from pegasus_server.rpc.client import RpcClient
@@ -202,6 +211,10 @@ class Onebox:
                             if pc.primary.is_invalid:
                                 pending.append(f"{pc.pid}")
                                 continue
+                            if 1 + len(pc.secondaries or ()) < pc.max_replica_count:
+                                pending.append(f"{pc.pid}(replicas {1 + len(pc.secondaries or ())}"
+                                               f"/{pc.max_replica_count})")
+                                continue
                             try:   # a get on the partition proves the primary serves it
                                 client.call((pc.primary.host, pc.primary.port),
                                             "RPC_RRDB_RRDB_GET", b"\x00\x00", timeout=3,
@@ -210,7 +223,8 @@ class Onebox:
                             except RpcError as e:
                                 pending.append(f"{pc.pid}({e.err})")
                     if not pending:
-                        print(f"onebox healthy: {len(apps.infos)} tables, every partition serving")
+                        print(f"onebox healthy: {len(apps.infos)} tables, every partition serving with all "
+                              "its replicas")
                         return
                     last = f"{len(pending)} partitions not serving yet: {' '.join(pending[:8])}"
                 except RpcError as e:
@@ -251,8 +265,9 @@ def main(argv=None) -> int:
     s.add_argument("-r", "--replica_count", type=int, default=3)
     s.add_argument("-p", "--partition_count", type=int, default=8,
                    help="partitions of table temp (stat has 4)")
-    s.add_argument("--table_replica_count", type=int, default=1,
-                   help="replicas per partition of the default tables")
+    s.add_argument("--table_replica_count", type=int, default=None,
+                   help="replicas per partition of the default tables "
+                        "(default: 3, or the number of replica servers if fewer)")
     s.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="extra config, e.g. --set network.thft_send_host_port=true")
     s.add_argument("--wait", type=float, default=120,
@@ -277,8 +292,9 @@ def main(argv=None) -> int:
             if not sec or not k or not _:
                 raise SystemExit(f"--set {item!r}: expected SECTION.KEY=VALUE")
             extra.setdefault(sec, {})[k] = val
-        box.start(args.meta_count, args.replica_count, args.partition_count,
-                  args.table_replica_count, extra, args.wait)
+        trc = args.table_replica_count or min(3, args.replica_count)
+        box.start(args.meta_count, args.replica_count, args.partition_count, trc, extra,
+                  args.wait)
     elif args.cmd == "stop":
         box.stop()
     elif args.cmd == "clear":

@@ -38,7 +38,7 @@ if [[ "${PEERS:-1}" != "0" && $# -eq 0 ]]; then
                 failed+=("$suite (onebox did not start)")
                 continue
             fi
-            python3 tests/peers/run_peers.py "$suite" --meta 127.0.0.1:34601 --replicas 1 \
+            python3 tests/peers/run_peers.py "$suite" --meta 127.0.0.1:34601 --replicas 3 \
                 || failed+=("$suite")
             "$PY" tools/onebox.py stop >/dev/null
         done

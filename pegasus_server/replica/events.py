@@ -56,9 +56,11 @@ RPC_WRITE_EMPTY = "RPC_REPLICATION_WRITE_EMPTY"
 # ------------------------------------------------------------------------------------ values
 @dataclass(frozen=True)
 class Update:
-    """One client request inside a mutation: the RPC name and its decoded argument (opaque)."""
+    """One client request inside a mutation: the RPC name, its argument (opaque to the core)
+    and its size in bytes (bounds batching only)."""
     code: str
     payload: Any = None
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -225,8 +227,9 @@ class Apply:
 
 @dataclass(frozen=True)
 class ReplyClient:
-    """Answer client write requests: ``err`` ERR_OK means "reply with the responses of the
-    ``Apply`` of ``decree``" (returned just before); any other ``err`` is the error reply."""
+    """Answer client write requests: ``err`` ERR_OK means "reply to ``clients[i]`` with the
+    response of update ``i`` of the ``Apply`` of ``decree``" (returned just before; a batched
+    mutation carries one update per client); any other ``err`` is the error reply."""
     gpid: Any
     clients: Tuple[Any, ...]
     err: str

@@ -37,14 +37,18 @@ Decisions where the spec is silent or was found wanting (by the simulation tier)
   serving (``is_serving``), which is what the at-most-one-primary invariant needs; commits stay
   safe without it because they need every member of the new ballot.
 
-Deliberate simplifications (noted for the driver milestone): one client request per mutation
-(no PUT/REMOVE batching, §3.2); no disk-status / throttling / ACL admission (those live in the
+Batching (§3.2): writes wait in a queue while ``staleness_for_commit`` mutations are in 2PC;
+when one commits, queued PUT / REMOVE requests leave the queue together as one mutation (up to
+``batch_max_count`` / ``batch_max_bytes``); any other request gets its own mutation.
+
+Deliberate simplifications: no disk-status / throttling / ACL admission (those live in the
 driver); CT_DOWNGRADE_TO_SECONDARY and split/bulk-load/duplication hooks are not handled here.
 
 Must not import gevent, socket, time, rocksdict, thrift or storage code.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -62,6 +66,8 @@ from pegasus_server.replica.events import (
 from pegasus_server.replica.prepare_list import PrepareList
 
 NEG_INF = float("-inf")
+# requests that may share a mutation (upstream batches PUT and REMOVE only, §3.2)
+BATCHABLE = frozenset({"RPC_RRDB_RRDB_PUT", "RPC_RRDB_RRDB_REMOVE"})
 
 
 class Options:
@@ -80,7 +86,9 @@ class Options:
                  config_retry: float = 1.0,
                  learn_timeout: float = 3.0,
                  learn_retry: float = 1.0,
-                 learn_completion_resend: float = 2.0):
+                 learn_completion_resend: float = 2.0,
+                 batch_max_count: int = 64,
+                 batch_max_bytes: int = 1 << 20):
         self.mutation_2pc_min_replica_count = mutation_2pc_min_replica_count
         self.staleness_for_commit = staleness_for_commit
         self.max_mutation_count_in_prepare_list = max_mutation_count_in_prepare_list
@@ -95,6 +103,10 @@ class Options:
         self.learn_timeout = learn_timeout
         self.learn_retry = learn_retry
         self.learn_completion_resend = learn_completion_resend
+        # PUT / REMOVE requests queued behind the staleness limit share one mutation, up to
+        # this many updates and bytes (``Update.size``); 1 disables batching
+        self.batch_max_count = batch_max_count
+        self.batch_max_bytes = batch_max_bytes
 
 
 class _Learner:
@@ -124,7 +136,7 @@ class _PrimaryCtx:
         self.gc_pending: Dict[Any, float] = {}
         self.next_group_check = now
         self.last_prepare = now
-        self.queue: List[Tuple[Update, Any]] = []
+        self.queue: deque = deque()            # (Update, client) not yet in a mutation
         self.next_signature = (membership.ballot << 32) + 1
 
 
@@ -378,20 +390,31 @@ class ReplicaCore:
         if pc is None:
             return
         pl = self.plist
-        while pc.queue and pl.max_decree < pl.last_committed_decree + self.opts.staleness_for_commit:
-            upd, client = pc.queue.pop(0)
+        q, opts = pc.queue, self.opts
+        while q and pl.max_decree < pl.last_committed_decree + opts.staleness_for_commit:
+            upd, client = q.popleft()
+            upds, clients = [upd], [client]
+            if upd.code in BATCHABLE:
+                size = upd.size
+                while (q and len(upds) < opts.batch_max_count and q[0][0].code in BATCHABLE
+                       and size + q[0][0].size <= opts.batch_max_bytes):
+                    u, c = q.popleft()
+                    upds.append(u)
+                    clients.append(c)
+                    size += u.size
             mu = Mutation(self.gpid, self.ballot, pl.max_decree + 1, pl.last_committed_decree,
-                          self._ts(now), (upd,))
-            self._prepare(now, out, mu, (client,))
+                          self._ts(now), tuple(upds))
+            self._prepare(now, out, mu, tuple(clients))
 
-    def client_write(self, now: float, code: str, payload, client) -> list:
-        """A client write request (§3.1 admission from "not PS_PRIMARY" on)."""
+    def client_write(self, now: float, code: str, payload, client, size: int = 0) -> list:
+        """A client write request (§3.1 admission from "not PS_PRIMARY" on). ``size`` (bytes)
+        bounds batching; the answer is the ``ReplyClient`` of the mutation that carries it."""
         if not self.is_serving(now):
             return [ReplyClient(self.gpid, (client,), E.ERR_INVALID_STATE)]
         if 1 + len(self.pc.membership.secondaries) < self.opts.mutation_2pc_min_replica_count:
             return [ReplyClient(self.gpid, (client,), E.ERR_NOT_ENOUGH_MEMBER)]
         out: list = []
-        self.pc.queue.append((Update(code, payload), client))
+        self.pc.queue.append((Update(code, payload, size), client))
         self._drain(now, out)
         return out
 

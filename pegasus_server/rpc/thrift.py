@@ -93,6 +93,9 @@ def load(stem: str):
 def __getattr__(name: str):  # module-level lazy attributes: thrift.rrdb, thrift.layer2, ...
     if name.startswith("__"):
         raise AttributeError(name)
+    mod = _modules.get(name)
+    if mod is not None:
+        return mod
     path = os.path.join(IDL_DIR, name + ".thrift")
     if not os.path.exists(path):
         raise AttributeError(f"no IDL file {name}.thrift in {IDL_DIR}")

@@ -11,8 +11,11 @@ from pegasus_server.rpc.client import RpcClient
 from pegasus_server.rpc.table import TableClient
 from pegasus_server.storage import keys
 
-META = ("127.0.0.1", 34601)
-REPLICA = ("127.0.0.1", 34801)
+from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
+
+META = ("127.0.0.1", META_BASE_PORT + 1)
+REPLICA = ("127.0.0.1", REPLICA_BASE_PORT + 1)
+META_TEXT = f"127.0.0.1:{META[1]}"
 
 
 def _raw_call(addr, frame, read=True, timeout=5.0):
@@ -39,7 +42,7 @@ def _frame(name, arg_spec, arg, app_id=0, pidx=0, phash=0, seqid=7):
 
 
 def _table(cluster):
-    t = TableClient(["127.0.0.1:34601"], "temp")
+    t = TableClient([META_TEXT], "temp")
     t.refresh()
     return t
 

@@ -4,9 +4,13 @@ from gevent.pool import Pool
 
 from pegasus_server.rpc.table import TableClient
 
+from onebox import META_BASE_PORT  # tools/, on the path via conftest
+
+META_TEXT = f"127.0.0.1:{META_BASE_PORT + 1}"
+
 
 def test_acknowledged_writes_survive_sigkill_of_every_process(cluster):
-    t = TableClient(["127.0.0.1:34601"], "temp", timeout=30)
+    t = TableClient([META_TEXT], "temp", timeout=30)
     acked = {}
 
     def write(i):
@@ -28,7 +32,7 @@ def test_acknowledged_writes_survive_sigkill_of_every_process(cluster):
     after = cluster.pids()
     assert all(after[n] and after[n] != before[n] for n in before)
     t.close()
-    t = TableClient(["127.0.0.1:34601"], "temp", timeout=30)
+    t = TableClient([META_TEXT], "temp", timeout=30)
     missing = []
     for (hk, sk), v in acked.items():
         got = t.get(hk, sk)

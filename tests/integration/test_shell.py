@@ -2,9 +2,13 @@
 import subprocess
 import sys
 
+from onebox import META_BASE_PORT  # tools/, on the path via conftest
+
+META_TEXT = f"127.0.0.1:{META_BASE_PORT + 1}"
+
 
 def shell(*args):
-    return subprocess.run([sys.executable, "-m", "pegasus_shell", "--meta", "127.0.0.1:34601",
+    return subprocess.run([sys.executable, "-m", "pegasus_shell", "--meta", META_TEXT,
                            *args], capture_output=True, text=True, timeout=60)
 
 

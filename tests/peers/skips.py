@@ -44,13 +44,13 @@ def _go_common(suite):
         Skip(suite, "rpc.Test_IsNetworkTimeoutErr",
              _NET % "expects the dial to www.baidu.com:12321 to end in a network timeout", INTERNET),
         Skip(suite, "admin.TestAdmin_Table",
-             "needs three-way replication (replica count 3 per partition; this onebox runs one replica per partition): CreateTable(16 partitions, replica count 3) waits until every "
+             "needs three-way replication (replica count 3 per partition; the harness passes --replicas 3 since the onebox runs three replicas): CreateTable(16 partitions, replica count 3) waits until every "
              "partition has a primary and exactly 2 secondaries (2022 clients: forever, with a "
              "Background context, which would kill the whole package at -timeout). The current "
              "go-client version additionally asserts HpPrimary/HpSecondaries (run with the server's "
              "hp_* switch on, decision D1)", THREE_REPLICAS),
         Skip(suite, "admin.TestAdmin_CreateTableMustAvailable",
-             "needs three-way replication (replica count 3 per partition; this onebox runs one replica per partition): CreateTable(replica count 3) waits until every partition has "
+             "needs three-way replication (replica count 3 per partition; the harness passes --replicas 3 since the onebox runs three replicas): CreateTable(replica count 3) waits until every partition has "
              "a primary and 2 secondaries (2022 clients: forever)", THREE_REPLICAS),
         Skip(suite, "session.TestNodeSession_ForwardToPrimaryMeta",
              "needs three meta servers: queries 34601, 34602 and 34603 each on its own with a "

@@ -92,7 +92,9 @@ def run_random(seed: int, tmpdir: str, duration: float = DURATION) -> Sim:
         if sim.now >= next_fault:
             nem.act()
             next_fault = sim.now + sim.rng.uniform(1, 12)
-        sim.client.write()
+        # now and then a burst beyond the 2PC window, so queued writes get batched
+        for _ in range(30 if sim.rng.random() < 0.05 else 1):
+            sim.client.write()
         sim.run_for(sim.rng.uniform(0.02, 0.3))
         sim.client.expire()
     # heal everything and check nothing acknowledged was lost
