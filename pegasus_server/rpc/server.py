@@ -12,7 +12,7 @@ one connection with a logged reason; an exception in a handler is logged and ans
 """
 from __future__ import annotations
 
-import socket
+from gevent import socket
 from typing import Optional
 
 import gevent

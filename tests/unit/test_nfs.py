@@ -2,7 +2,6 @@
 import os
 import socket
 
-import gevent.socket
 import pytest
 
 from pegasus_server import errors
@@ -10,7 +9,6 @@ from pegasus_server.replica import nfs
 from pegasus_server.replica.nfs import NfsError, NfsService, copy_files
 from pegasus_server.rpc import thrift
 from pegasus_server.rpc.client import RpcClient
-from pegasus_server.rpc import server as server_mod
 from pegasus_server.rpc.dispatch import Dispatcher
 from pegasus_server.rpc.server import RpcServer
 from pegasus_server.storage import keys
@@ -39,15 +37,7 @@ class Served:
         if dispatcher is None:
             NfsService(lambda: self.roots).register(self.dispatcher)
         self.server = RpcServer("127.0.0.1", free_port(), self.dispatcher)
-        # RpcServer.start builds its listener with the stdlib ``socket`` module, which the
-        # server processes monkey-patch (pegasus_server/__main__.py). Unit tests do not patch
-        # the whole interpreter, so hand start() gevent's socket module for this one call.
-        saved = server_mod.socket
-        server_mod.socket = gevent.socket
-        try:
-            self.server.start()
-        finally:
-            server_mod.socket = saved
+        self.server.start()
         self.addr = ("127.0.0.1", self.server.port)
 
     def stop(self):
