@@ -2,8 +2,10 @@
 # The whole suite, as ./run.sh test runs it (and CI through .ci/run):
 #   1. unit and simulation tests (pytest, in-process);
 #   2. integration tests: real server processes on loopback (bad input, SIGKILL crash test);
-#   3. the official clients' own test suites, each against a fresh onebox.
-# Extra arguments go to pytest (e.g. ./run.sh test -k codec). PEERS=0 skips step 3.
+#   3. the chaos test: replica servers SIGKILLed under official-client load, the history checked
+#      for linearizability (CHAOS=0 skips it, CHAOS_SEED=N replays a seed);
+#   4. the official clients' own test suites, each against a fresh onebox.
+# Extra arguments go to pytest (e.g. ./run.sh test -k codec). PEERS=0 skips step 4.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,6 +27,14 @@ for d in tests/unit tests/sim tests/integration; do [[ -d "$d" ]] && dirs+=("$d"
 "$PY" -m pytest -q -p no:cacheprovider "${dirs[@]}" "$@"
 rc=$?
 [[ $rc -eq 0 ]] || failed+=("pytest (exit $rc)")
+
+if [[ "${CHAOS:-1}" != "0" && $# -eq 0 ]]; then
+    echo "=== chaos: the checker's self-test, then a short run (SIGKILLs under load, Porcupine)"
+    "$PY" tools/chaos/run_chaos.py --self-test || failed+=("chaos self-test")
+    "$PY" tools/chaos/run_chaos.py --duration 90 --seed "${CHAOS_SEED:-$RANDOM}"
+    rc=$?
+    [[ $rc -eq 0 ]] || failed+=("chaos (exit $rc)")
+fi
 
 if [[ "${PEERS:-1}" != "0" && $# -eq 0 ]]; then
     echo "=== official clients: installing (cached in .build/peers)"
