@@ -159,7 +159,9 @@ class Onebox:
                 if not os.path.exists(cfg):
                     with open(cfg, "w") as f:
                         f.write(_config(role, i, metas, partitions, replica_count, extra))
-        for role, count in (("meta", metas), ("replica", replicas)):
+        # replica servers first: they beacon until the meta answers, so the meta sees them all
+        # at once and spreads the new tables' primaries instead of giving all to the first one
+        for role, count in (("replica", replicas), ("meta", metas)):
             for i in range(1, count + 1):
                 self.start_instance(role, i)
         if wait:

@@ -438,6 +438,16 @@ class MetaState:
             action = d.action
         if action is None:
             return None
+        if action.type in (CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY):
+            # count the decision into this round's load, so the partitions cured in one round
+            # (a new table, the primaries of a dead node) spread over the nodes
+            prim, total, table = stats
+            n = action.node
+            if action.type != CT_ADD_SECONDARY:
+                prim[n] = prim.get(n, 0) + 1
+            if action.type != CT_UPGRADE_TO_PRIMARY:
+                total[n] = total.get(n, 0) + 1
+                table[(app.app_id, n)] = table.get((app.app_id, n), 0) + 1
         key = (pc.ballot, action.type, action.node)
         last = self._sent.get(pc.pid)
         if last is not None and last[:3] == key and now - last[3] < GROUP_PROPOSAL_RESEND_SECONDS:

@@ -769,10 +769,13 @@ class ReplicaCore:
         return out
 
     def on_learn_notify_reply(self, now: float, sender, msg: LearnNotifyReply) -> list:
-        lc = self.lc
-        if lc is not None and msg.signature == lc.signature and msg.err != E.ERR_OK \
-                and lc.status == LEARNING_SUCCEEDED:
-            lc.status = LEARNING_FAILED
+        """A refused completion notice does not undo the learning: the learner's data is
+        complete either way. The primary may already have proposed the upgrade (it answers
+        ERR_INVALID_STATE while its proposal is out), and if the meta accepted it this replica
+        is a secondary in the next configuration; marking it LEARNING_FAILED would make it refuse
+        that configuration for ever (seen in randomized runs: the only live secondary of a
+        partition stuck as a failed learner). A stale round ends when a primary starts a new
+        one (AddLearner / group check with another signature) or removes the replica."""
         return []
 
     def _promote(self, now: float, out: list, node) -> None:

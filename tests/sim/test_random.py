@@ -18,7 +18,12 @@ def _seeds():
     if os.environ.get("SIM_SEED"):
         return [int(os.environ["SIM_SEED"])]
     base = int(os.environ.get("SIM_SEED_BASE", "0"))
-    return list(range(base, base + int(os.environ.get("SIM_SEEDS", "100"))))
+    seeds = list(range(base, base + int(os.environ.get("SIM_SEEDS", "100"))))
+    return seeds + [s for s in REGRESSION_SEEDS if s not in seeds]
+
+
+# seeds that once found a bug, run every time (each also has a scripted or unit regression)
+REGRESSION_SEEDS = [9137]
 
 
 DURATION = float(os.environ.get("SIM_DURATION", "120"))

@@ -289,6 +289,27 @@ def test_learning_from_cache_then_promotion():
     assert lc.plist.get(4).logged
 
 
+def test_refused_completion_notice_keeps_the_learner_upgradable():
+    """Regression (randomized seed 9137): the primary proposed the upgrade and, while its
+    proposal was out, refused the learner's completion notice; the learner must still accept
+    the configuration that lists it as a secondary (and may become primary from it)."""
+    cores, pump = _learner_setup()
+    lc = cores[L]
+    src, rep = pump.reports[-1]
+    assert rep.type == ev.CT_UPGRADE_TO_SECONDARY and rep.node == L
+    pump.run(L, lc.on_learn_notify_reply(0, P, ev.LearnNotifyReply(G, "ERR_INVALID_STATE",
+                                                                    lc.lc.signature)))
+    assert lc.learner_status == ev.LEARNING_SUCCEEDED
+    # the primary died after the meta stored the upgrade; the meta then offers L the primary
+    upgraded = rep.config
+    after = replace(upgraded, ballot=upgraded.ballot + 1, primary=None,
+                    secondaries=tuple(x for x in upgraded.secondaries if x != S1))
+    pump.run(L, lc.on_proposal(0, ev.ConfigProposal(ev.CT_UPGRADE_TO_PRIMARY, L, after)))
+    assert lc.ballot == after.ballot
+    src, rep2 = pump.reports[-1]
+    assert src == L and rep2.type == ev.CT_UPGRADE_TO_PRIMARY and rep2.config.primary == L
+
+
 def test_learning_under_writes_prepares_wait_for_the_learner():
     cores, pump = _group(n_secondaries=1)
     _write(pump, cores, "a")
