@@ -5,6 +5,8 @@
 #   ./run.sh start_onebox_instance | stop_onebox_instance | restart_onebox_instance  (-m N | -r N)
 #   ./run.sh test [pytest args]     the whole suite (unit, simulation, integration, official clients)
 #   ./run.sh bench                  benchmarks (not part of test)
+#   ./run.sh chaos [--duration S]   chaos test: SIGKILL replica servers under load, check
+#                                   linearizability (a short one is part of test; default 30 min)
 #   ./run.sh help
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,7 +14,7 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ensure_venv() {
     # Creates the virtualenv and installs pegasus-py on first use (and when requirements change).
@@ -54,16 +56,33 @@ case "$cmd" in
         ensure_venv; onebox "${cmd%_onebox_instance}_instance" "$@";;
     test) ensure_venv; exec bash "$ROOT/tools/run_tests.sh" "$@";;
     bench)
-        # Drives the running onebox; without one, a fresh onebox in .build/bench-onebox.
+        # Drives the running onebox (BENCH_META, default 127.0.0.1:34601 + ONEBOX_PORT_OFFSET);
+        # without one, a fresh onebox in .build/bench-onebox on those ports. Its
+        # mutation_2pc_min_replica_count is 1 so that the one-replica table of target ours1 takes
+        # writes; a healthy 3-replica partition still waits for all its secondaries.
         ensure_venv
-        if (exec 3<>/dev/tcp/127.0.0.1/34601) 2>/dev/null; then
+        bench_off="${ONEBOX_PORT_OFFSET:-0}"
+        export BENCH_META="${BENCH_META:-127.0.0.1:$((34601 + bench_off))}"
+        export BENCH_CEILING_PORT="${BENCH_CEILING_PORT:-$((34701 + bench_off))}"
+        bench_first="${BENCH_META%%,*}"
+        if (exec 3<>"/dev/tcp/${bench_first%:*}/${bench_first##*:}") 2>/dev/null; then
             exec bash "$ROOT/tools/bench/run_bench.sh" "$@"
+        fi
+        if [[ "$bench_first" != "127.0.0.1:$((34601 + bench_off))" ]]; then
+            echo "bench: no meta server answers at $bench_first (BENCH_META)" >&2; exit 2
         fi
         export ONEBOX_DIR="$ROOT/.build/bench-onebox"
         onebox clear >/dev/null
-        onebox start -m 1 -r 3
         trap 'onebox stop >/dev/null' EXIT
-        bash "$ROOT/tools/bench/run_bench.sh" "$@";;
+        onebox start -m 1 -r 3 --set replication.mutation_2pc_min_replica_count=1
+        # (exit here: bash must not read on in this file after a long run, it may have changed)
+        rc=0; bash "$ROOT/tools/bench/run_bench.sh" "$@" || rc=$?
+        exit "$rc";;
+    chaos)
+        ensure_venv
+        args=("$@")
+        [[ " ${args[*]} " == *" --duration "* ]] || args=(--duration 1800 "${args[@]}")
+        exec "$PY" tools/chaos/run_chaos.py "${args[@]}";;
     help|-h|--help) usage;;
     *) echo "unknown command: $cmd" >&2; usage >&2; exit 2;;
 esac

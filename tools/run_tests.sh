@@ -31,7 +31,7 @@ rc=$?
 if [[ "${CHAOS:-1}" != "0" && $# -eq 0 ]]; then
     echo "=== chaos: the checker's self-test, then a short run (SIGKILLs under load, Porcupine)"
     "$PY" tools/chaos/run_chaos.py --self-test || failed+=("chaos self-test")
-    "$PY" tools/chaos/run_chaos.py --duration 90 --seed "${CHAOS_SEED:-$RANDOM}"
+    "$PY" tools/chaos/run_chaos.py --duration 60 --seed "${CHAOS_SEED:-$RANDOM}"
     rc=$?
     [[ $rc -eq 0 ]] || failed+=("chaos (exit $rc)")
 fi

@@ -282,11 +282,14 @@ class SendLearnResponse:
 
 @dataclass(frozen=True)
 class InstallCheckpoint:
-    """Learner: copy the checkpoint described by ``state`` from ``source`` and make it the live
-    store; then call ``on_checkpoint_installed(decree)`` (or ``on_checkpoint_install_failed``)."""
+    """Learner: copy the checkpoint described by ``state`` from ``source``; if
+    ``checkpoint_wanted(seq)`` still holds when the copy is done, make it the live store and call
+    ``on_checkpoint_installed(decree, seq)`` (or ``on_checkpoint_install_failed(seq)``); a copy
+    for an earlier round must not replace the store (a newer round may have applied more)."""
     gpid: Any
     source: Any
     state: LearnState
+    seq: int = 0            # the learning round; ask ``checkpoint_wanted(seq)`` before swapping
 
 
 @dataclass(frozen=True)

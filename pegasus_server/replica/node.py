@@ -211,6 +211,7 @@ class ReplicaNode:
         self._inbox: deque = deque()
         self._wake = gevent.event.Event()
         self._appends: Dict[Gpid, list] = {}
+        self._queued: set = set()                 # replicas with client writes to flush
         self._frames: Dict[object, list] = {}
         self._pending_replies: Dict[tuple, list] = {}
         self._learn_seq = 0
@@ -240,6 +241,8 @@ class ReplicaNode:
                         fn(*args)
                     except Exception:
                         logger.exception("replica executor: {} failed", getattr(fn, "__name__", fn))
+                if self._queued:
+                    self._flush_writes()
                 try:
                     self._flush_appends()
                 except Exception:
@@ -248,12 +251,23 @@ class ReplicaNode:
                 if inbox:
                     gevent.sleep(0)          # let connections read while busy
 
+    def _flush_writes(self) -> None:
+        """The client writes of this round enter 2PC together: one mutation per partition
+        carries as many of them as batching allows."""
+        queued, self._queued = self._queued, set()
+        now = self.now()
+        for rep in queued:
+            if self.replicas.get(rep.gpid) is rep:
+                self._perform(rep, rep.core.flush_writes(now))
+
     def _flush_frames(self) -> None:
         if not self._frames:
             return
         frames, self._frames = self._frames, {}
         for conn, out in frames.items():
-            gevent.spawn(conn.send, out[0] if len(out) == 1 else b"".join(out))
+            # written at the end of the round, after every core call of it: a send that has to
+            # wait for a slow reader only delays the next round
+            conn.send(out[0] if len(out) == 1 else b"".join(out))
 
     def _reply_frame(self, conn, req, err: str, value=None) -> None:
         if err == errors.ERR_OK:
@@ -339,7 +353,8 @@ class ReplicaNode:
             self._reply_frame(conn, req, errors.ERR_OBJECT_NOT_FOUND)
             return
         self._perform(rep, rep.core.client_write(self.now(), req.name, upd, (conn, req),
-                                                 len(upd.data)))
+                                                 len(upd.data), defer=True))
+        self._queued.add(rep)
 
     def _on_query_app_info(self, conn, req, arg):
         apps = {}
@@ -609,6 +624,9 @@ class ReplicaNode:
                     r = wire.from_learn_response(result, g, seq=req_msg.seq)
                 else:
                     r = ev.LearnResponse(g, err, None, seq=req_msg.seq)
+                if r.err != errors.ERR_OK:
+                    logger.info("replica {}: learning from {} answered {} (signature {})", g, to,
+                                r.err, req_msg.signature)
                 self._perform(rep, core.on_learn_response(now, to, r))
             elif t is ev.LearnCompletion and err == errors.ERR_OK:
                 self._perform(rep, core.on_learn_notify_reply(
@@ -733,7 +751,7 @@ class ReplicaNode:
 
     def _copy_checkpoint(self, rep: Replica, core: ReplicaCore, e: ev.InstallCheckpoint) -> None:
         files = e.state.files
-        dest = os.path.join(rep.path, "learn.tmp")
+        dest = os.path.join(rep.path, f"learn.{e.seq}.tmp")   # one per round: rounds may overlap
         ok = False
         try:
             shutil.rmtree(dest, ignore_errors=True)
@@ -746,11 +764,13 @@ class ReplicaNode:
         except Exception as exc:
             logger.warning("replica {}: checkpoint copy from {} failed: {}", rep.gpid, e.source,
                            exc)
-        self.post(self._install_checkpoint, rep, core, dest, ok)
+        self.post(self._install_checkpoint, rep, core, dest, ok, e.seq)
 
-    def _install_checkpoint(self, rep: Replica, core: ReplicaCore, dest: str, ok: bool) -> None:
-        if self.replicas.get(rep.gpid) is not rep or rep.core is not core:
-            shutil.rmtree(dest, ignore_errors=True)
+    def _install_checkpoint(self, rep: Replica, core: ReplicaCore, dest: str, ok: bool,
+                            seq: int) -> None:
+        if self.replicas.get(rep.gpid) is not rep or rep.core is not core or \
+                (ok and not core.checkpoint_wanted(seq)):
+            shutil.rmtree(dest, ignore_errors=True)     # an earlier round's copy: never swapped in
             return
         now = self.now()
         if ok:
@@ -761,9 +781,10 @@ class ReplicaNode:
                 ok = False
         shutil.rmtree(dest, ignore_errors=True)
         if ok:
-            self._perform(rep, core.on_checkpoint_installed(now, rep.storage.last_committed_decree))
+            self._perform(rep, core.on_checkpoint_installed(
+                now, rep.storage.last_committed_decree, seq))
         else:
-            self._perform(rep, core.on_checkpoint_install_failed(now))
+            self._perform(rep, core.on_checkpoint_install_failed(now, seq))
 
     # ------------------------------------------------------------------ meta interaction
     def _meta_addr(self):

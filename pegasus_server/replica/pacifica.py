@@ -14,9 +14,9 @@ completions back in (``on_log_appended``, ``on_meta_update_reply``, ``on_checkpo
 Timeouts are deadlines checked by ``tick(now)``; nothing here sleeps, spawns or reads a clock.
 
 Entry points (driver -> core):
-  client_write, can_read, is_serving; on_prepare, on_prepare_ack, on_log_appended;
+  client_write, flush_writes, can_read, is_serving; on_prepare, on_prepare_ack, on_log_appended;
   on_group_check, on_group_check_reply; on_add_learner, on_learn, on_learn_response,
-  on_checkpoint_installed, on_checkpoint_install_failed, on_learn_completion,
+  checkpoint_wanted, on_checkpoint_installed, on_checkpoint_install_failed, on_learn_completion,
   on_learn_notify_reply, on_remove; on_proposal, on_meta_update_reply, on_config_sync;
   on_lease, on_meta_disconnected; replay (after a restart); tick.
 
@@ -37,9 +37,10 @@ Decisions where the spec is silent or was found wanting (by the simulation tier)
   serving (``is_serving``), which is what the at-most-one-primary invariant needs; commits stay
   safe without it because they need every member of the new ballot.
 
-Batching (§3.2): writes wait in a queue while ``staleness_for_commit`` mutations are in 2PC;
-when one commits, queued PUT / REMOVE requests leave the queue together as one mutation (up to
-``batch_max_count`` / ``batch_max_bytes``); any other request gets its own mutation.
+Batching (§3.2): writes wait in a queue while ``staleness_for_commit`` mutations are in 2PC
+(and, with ``client_write(defer=True)``, until the driver's ``flush_writes``); queued PUT /
+REMOVE requests leave the queue together as one mutation (up to ``batch_max_count`` /
+``batch_max_bytes``); any other request gets its own mutation.
 
 Deliberate simplifications: no disk-status / throttling / ACL admission (those live in the
 driver); CT_DOWNGRADE_TO_SECONDARY and split/bulk-load/duplication hooks are not handled here.
@@ -155,13 +156,16 @@ class _LearnerCtx:
 
 
 class _Proposal:
-    __slots__ = ("type", "node", "config", "next_retry")
+    __slots__ = ("type", "node", "config", "next_retry", "learners")
 
-    def __init__(self, type_: int, node, config: Membership, next_retry: float):
+    def __init__(self, type_: int, node, config: Membership, next_retry: float, learners=()):
         self.type = type_
         self.node = node
         self.config = config
         self.next_retry = next_retry
+        # the proposing primary's other learners: added again (new signatures) when it is
+        # primary of the new configuration, instead of waiting for the meta to ask again
+        self.learners = tuple(learners)
 
 
 class ReplicaCore:
@@ -188,6 +192,8 @@ class ReplicaCore:
         self.lc: Optional[_LearnerCtx] = None
         self.proposing: Optional[_Proposal] = None
         self._last_ts = last_timestamp_us
+        self._learn_round = 0          # LearnRequest.seq, unique over the core's life
+        self._held_proposal: Optional[ConfigProposal] = None
 
     # ================================================================ queries
     @property
@@ -324,8 +330,9 @@ class ReplicaCore:
 
     def _propose(self, now: float, out: list, type_: int, node, config: Membership) -> None:
         """Ask the meta to persist ``config`` (ballot + 1); INACTIVE(transient) meanwhile."""
+        learners = [n for n in self.pc.learners if n != node] if self.pc else []
         self._go_inactive(out, transient=True)
-        self.proposing = _Proposal(type_, node, config, now + self.opts.config_retry)
+        self.proposing = _Proposal(type_, node, config, now + self.opts.config_retry, learners)
         out.append(ReportToMeta(self.gpid, type_, node, config))
 
     def _membership_now(self) -> Membership:
@@ -406,16 +413,29 @@ class ReplicaCore:
                           self._ts(now), tuple(upds))
             self._prepare(now, out, mu, tuple(clients))
 
-    def client_write(self, now: float, code: str, payload, client, size: int = 0) -> list:
+    def client_write(self, now: float, code: str, payload, client, size: int = 0,
+                     defer: bool = False) -> list:
         """A client write request (§3.1 admission from "not PS_PRIMARY" on). ``size`` (bytes)
-        bounds batching; the answer is the ``ReplyClient`` of the mutation that carries it."""
+        bounds batching; the answer is the ``ReplyClient`` of the mutation that carries it.
+        ``defer``: only queue it; the driver calls ``flush_writes`` once it has taken every
+        request that arrived together, so they share mutations (upstream batches the same
+        way: what is queued when the write queue is serviced goes out as one mutation)."""
         if not self.is_serving(now):
             return [ReplyClient(self.gpid, (client,), E.ERR_INVALID_STATE)]
         if 1 + len(self.pc.membership.secondaries) < self.opts.mutation_2pc_min_replica_count:
             return [ReplyClient(self.gpid, (client,), E.ERR_NOT_ENOUGH_MEMBER)]
-        out: list = []
         self.pc.queue.append((Update(code, payload, size), client))
+        if defer:
+            return []
+        out: list = []
         self._drain(now, out)
+        return out
+
+    def flush_writes(self, now: float) -> list:
+        """Put the queued client writes into mutations (as far as the 2PC window allows)."""
+        out: list = []
+        if self.pc is not None and self.pc.queue:
+            self._drain(now, out)
         return out
 
     def on_prepare_ack(self, now: float, sender, ack: PrepareAck) -> list:
@@ -600,6 +620,10 @@ class ReplicaCore:
             return out
         if self.status == PS_POTENTIAL_SECONDARY and self.lc and \
                 self.lc.signature == cfg.learner_signature and cfg.ballot == self.ballot:
+            lc = self.lc
+            if lc.status == LEARNING_FAILED and not lc.inflight and not lc.installing:
+                lc.status = LEARNING_WITHOUT_PREPARE       # the primary asks again: retry
+                self._send_learn(now, out)
             return out                                     # duplicate: the round is running
         self._set_config(now, out, cfg.ballot, cfg.primary, PS_POTENTIAL_SECONDARY,
                          signature=cfg.learner_signature)
@@ -615,7 +639,10 @@ class ReplicaCore:
 
     def _send_learn(self, now: float, out: list) -> None:
         lc = self.lc
-        lc.seq += 1
+        # numbered across rounds: a response to an earlier round's request (another signature)
+        # must not be taken for this round's
+        self._learn_round += 1
+        lc.seq = self._learn_round
         lc.inflight = True
         lc.retry_at = None
         lc.deadline = now + self.opts.learn_timeout
@@ -708,7 +735,7 @@ class ReplicaCore:
             self._send_learn(now, out)
         elif resp.type == LT_APP:
             lc.installing = True
-            out.append(InstallCheckpoint(self.gpid, sender, resp.state))
+            out.append(InstallCheckpoint(self.gpid, sender, resp.state, lc.seq))
         else:
             lc.status = LEARNING_FAILED
         return out
@@ -726,10 +753,16 @@ class ReplicaCore:
             pl.reset(m.decree)
         return pl.last_committed_decree >= upto
 
-    def on_checkpoint_installed(self, now: float, decree: int) -> list:
+    def checkpoint_wanted(self, seq: int) -> bool:
+        """Whether the checkpoint copied for learning round ``seq`` may replace the store."""
+        lc = self.lc
+        return (self.status == PS_POTENTIAL_SECONDARY and lc is not None and lc.installing
+                and lc.seq == seq)
+
+    def on_checkpoint_installed(self, now: float, decree: int, seq: Optional[int] = None) -> list:
         out: list = []
         lc = self.lc
-        if lc is None or not lc.installing:
+        if lc is None or not lc.installing or (seq is not None and seq != lc.seq):
             return out
         lc.installing = False
         self.plist.reset(decree)
@@ -737,8 +770,8 @@ class ReplicaCore:
         self._send_learn(now, out)
         return out
 
-    def on_checkpoint_install_failed(self, now: float) -> list:
-        if self.lc is not None and self.lc.installing:
+    def on_checkpoint_install_failed(self, now: float, seq: Optional[int] = None) -> list:
+        if self.lc is not None and self.lc.installing and (seq is None or seq == self.lc.seq):
             self.lc.installing = False
             self.lc.retry_at = now + self.opts.learn_retry
         return []
@@ -790,6 +823,11 @@ class ReplicaCore:
         """RPC_CONFIG_PROPOSAL (§6.1)."""
         out: list = []
         cfg = p.config
+        if self.proposing is not None and self.status != PS_ERROR and cfg.ballot >= self.ballot:
+            # the meta's next proposal can overtake its answer to ours (two connections):
+            # keep the latest and look at it once our proposal is answered
+            self._held_proposal = p
+            return out
         if self.status == PS_ERROR or cfg.ballot < self.ballot or self.proposing is not None:
             return out
         if cfg.ballot > self.ballot:
@@ -831,9 +869,16 @@ class ReplicaCore:
         if err == E.ERR_OK and config is not None and config.ballot == p.config.ballot:
             self.proposing = None
             self._adopt(now, out, config)
+            if self.status == PS_PRIMARY:
+                for n in p.learners:
+                    if n not in config.secondaries:
+                        self._add_learner(now, out, n, False)
             if p.type == CT_REMOVE:
                 out.append(Send(p.node, RemoveReplica(
                     ReplicaConfig(self.gpid, config.ballot, config.primary, PS_INACTIVE))))
+            held, self._held_proposal = self._held_proposal, None
+            if held is not None and held.config.ballot == self.ballot:
+                out += self.on_proposal(now, held)
         elif err in (E.ERR_OK, E.ERR_INVALID_VERSION) and config is not None:
             self.proposing = None
             if config.ballot >= self.ballot:
@@ -901,6 +946,7 @@ class ReplicaCore:
     def _lease_lapsed(self, now: float, out: list) -> None:
         self.lease_epoch += 1
         self.proposing = None
+        self._held_proposal = None
         if self.status in (PS_PRIMARY, PS_SECONDARY):
             self._go_inactive(out, transient=True)
         elif self.status == PS_POTENTIAL_SECONDARY:

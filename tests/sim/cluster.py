@@ -799,14 +799,17 @@ class SimNode:
         path = e.state.files
         now = self.sim.now
         if src is None or not src.alive or not path or not os.path.isdir(path):
-            self._perform(gpid, core.on_checkpoint_install_failed(now))
+            self._perform(gpid, core.on_checkpoint_install_failed(now, e.seq))
+            return
+        if not core.checkpoint_wanted(e.seq):
+            self.sim.log(f"{self.addr} drops the checkpoint of an earlier learning round of {gpid}")
             return
         self.storages.pop(gpid).close()
         StorageApp.install_checkpoint(self._data_dir(gpid), path)
         st = self._open_storage(gpid)
         self.sim.log(f"{self.addr} installed checkpoint {st.last_committed_decree} of {gpid}")
         self.sim.checker.on_install(self.addr, gpid, st)
-        self._perform(gpid, core.on_checkpoint_installed(now, st.last_committed_decree))
+        self._perform(gpid, core.on_checkpoint_installed(now, st.last_committed_decree, e.seq))
 
 
 # ============================================================================ client

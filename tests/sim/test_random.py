@@ -23,7 +23,7 @@ def _seeds():
 
 
 # seeds that once found a bug, run every time (each also has a scripted or unit regression)
-REGRESSION_SEEDS = [9137]
+REGRESSION_SEEDS = [9137, 12305]
 
 
 DURATION = float(os.environ.get("SIM_DURATION", "120"))

@@ -403,3 +403,23 @@ def test_transition_rules(status, ballot, target, ok):
     assert c.status == ev.PS_SECONDARY
     out = []
     assert c._set_config(0, out, ballot, S1 if target == ev.PS_PRIMARY else P, target) is ok
+
+
+def test_proposal_overtaking_the_meta_reply_is_held_not_dropped():
+    """The meta's next proposal can arrive before its answer to the primary's own proposal (two
+    connections); the primary acts on it once answered instead of dropping it (which left the
+    partition a replica short until the meta re-sent it, seconds later)."""
+    cores, pump = _group()
+    m1 = cores[P].membership
+    pump.run(P, cores[P].on_proposal(0, ev.ConfigProposal(ev.CT_REMOVE, S2, m1)))
+    src, rep = pump.reports[-1]
+    assert src == P and rep.type == ev.CT_REMOVE and rep.config.ballot == 2
+    assert cores[P].proposing is not None
+    assert cores[P].on_proposal(0, ev.ConfigProposal(ev.CT_ADD_SECONDARY, L, rep.config)) == []
+    pump.meta_ok(P)
+    # P became primary at ballot 2 and ran the held proposal: L was added as a learner,
+    # learned, and P now proposes its upgrade (the synchronous pump ran all of it)
+    assert cores[P].ballot == 2 and cores[P].proposing is not None
+    assert cores[L].learner_status == ev.LEARNING_SUCCEEDED
+    src, up = pump.reports[-1]
+    assert src == P and up.type == ev.CT_UPGRADE_TO_SECONDARY and up.node == L

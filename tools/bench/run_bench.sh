@@ -1,33 +1,53 @@
 #!/usr/bin/env bash
 # tools/bench/run_bench.sh — throughput/latency benchmark of our onebox against a "ceiling".
 #
-# For every workload x key distribution it drives, with the same Go load generator
-# (tools/bench/loadgen), (a) our running onebox (BENCH_META, table BENCH_TABLE) and (b) the
-# ceiling server tools/bench/ceiling.py (a minimal gevent + rocksdict get/put server, the upper
-# bound of a Python/gevent/RocksDB server on this machine), then prints ops/s, ours/ceiling
-# ratio and p50/p99/p99.9 latencies, plus an open-loop "half load" run (readonly/uniform at 50%
-# of each target's measured peak). It WRITES BENCH_RECORDS records (hash keys user0..,
-# empty sort key) into our table and removes them at the end (BENCH_CLEANUP): do not run it
-# against a onebox that a test suite is using. Everything runs on 127.0.0.1; the ceiling
-# server is started here and stopped by its PID.
+# Targets (BENCH_TARGETS), all driven by the same Go load generator (tools/bench/loadgen):
+#   ours     our running onebox (BENCH_META), table BENCH_TABLE (`temp`: three replicas per
+#            partition on the default onebox)
+#   ours1    the SAME onebox, table BENCH_TABLE1: one replica per partition and the partition
+#            count of BENCH_TABLE; created here when missing (and dropped at the end if it was
+#            created here and BENCH_CLEANUP=1). It needs a cluster whose [replication]
+#            mutation_2pc_min_replica_count is 1 (otherwise every write is ERR_NOT_ENOUGH_MEMBER
+#            and the target is reported unavailable); `./run.sh bench` starts its own onebox so.
+#   ceiling  tools/bench/ceiling.py, a minimal gevent + rocksdict get/put server: the upper bound
+#            of a Python/gevent/RocksDB server on this machine (no replication)
+# For every workload x key distribution it prints ops/s, the ratio to the ceiling and
+# p50/p99/p99.9 latencies; for the write workloads of ours1 (BENCH_WORKLOADS1) the 3-replica
+# and 1-replica figures side by side; and open-loop "half load" runs (each workload of
+# BENCH_HALF_WORKLOADS, uniform keys, at 50% of that target's own closed-loop peak).
+# ours and ours1 runs are interleaved per workload so that both see the same cluster state.
+# It WRITES BENCH_RECORDS records (hash keys user0.., empty sort key) into our tables and
+# removes them at the end (BENCH_CLEANUP): do not run it against a onebox that a test suite is
+# using. Everything runs on 127.0.0.1; the ceiling server is started here and stopped by its PID.
 # Results: .build/bench/results/<timestamp>/results.jsonl.
+#
+# Default runtime: 24 measured runs (ours 8 + 2 half-load, ours1 4, ceiling 8 + 2 half-load) of
+# BENCH_SECONDS + BENCH_WARMUP (+ ~1 s) each: about 8 minutes at the defaults, plus three
+# pre-loads (well under a minute each); runs disturbed by other processes are repeated (below).
 #
 # Environment (defaults):
 #   BENCH_SECONDS=15        measured seconds per run (1..600)
 #   BENCH_WARMUP=2          unmeasured warm-up seconds before each run
 #   BENCH_THREADS=64        closed-loop workers (64 saturates the ceiling on the 2-core dev box)
-#   BENCH_HALF_THREADS=64   worker pool of the open-loop half-load run
+#   BENCH_HALF_THREADS=64   worker pool of the open-loop half-load runs
 #   BENCH_RECORDS=100000    records pre-loaded into each target (hash keys user0..)
 #   BENCH_VALUE=1024        value size, bytes
 #   BENCH_META=127.0.0.1:34601   our meta server(s), comma separated
-#   BENCH_TABLE=temp        our table (must exist; the ceiling serves any name)
+#   BENCH_TABLE=temp        our table for target ours (must exist; the ceiling serves any name)
+#   BENCH_TABLE1=temp_r1    our one-replica table for target ours1 (created when missing)
 #   BENCH_CEILING_PORT=34701
-#   BENCH_TARGETS="ours ceiling"    BENCH_HALF_TARGETS="ours ceiling"
-#   BENCH_WORKLOADS="readonly writeonly rw11 rw30to1"   BENCH_DISTS="uniform zipfian"
-#   BENCH_OURS_PIDS=        our server PIDs for the CPU columns (default: pgrep of pegasus_server)
+#   BENCH_TARGETS="ours ours1 ceiling"    BENCH_HALF_TARGETS="ours ceiling"
+#   BENCH_WORKLOADS="readonly writeonly rw11 rw30to1"   (ours, ceiling)
+#   BENCH_WORKLOADS1="writeonly rw11"                   (ours1; default: those of the two that
+#                                                        BENCH_WORKLOADS names)
+#   BENCH_DISTS="uniform zipfian"
+#   BENCH_HALF_WORKLOADS="readonly writeonly"   half-load runs (of the workloads a target runs);
+#                           BENCH_HALF_TARGETS= / BENCH_HALF_WORKLOADS= (empty): no half-load run
+#   BENCH_OURS_PIDS=        our server PIDs for the CPU columns (default: the processes listening
+#                           on the meta's and its replica servers' ports, tools/bench/ours_table.py)
 #   BENCH_RETRIES=2         re-runs of a measurement during which other processes used more
 #   BENCH_MAX_OTHER=20      than BENCH_MAX_OTHER % CPU (a shared machine); the last try is kept
-#   BENCH_CLEANUP=1         remove the pre-loaded records from our table afterwards (0 = keep)
+#   BENCH_CLEANUP=1         remove the pre-loaded records from our tables afterwards (0 = keep)
 #   BENCH_CLIENT=official   official = the Apache go-client, fetched through the Go module proxy
 #                           at build time (BENCH_GOCLIENT_VERSION; the proxy serves the 2022
 #                           pseudo-version, not the newer ones); wire = loadgen's built-in THFT
@@ -47,11 +67,18 @@ RECORDS=${BENCH_RECORDS:-100000}
 VALUE=${BENCH_VALUE:-1024}
 META=${BENCH_META:-127.0.0.1:34601}
 TABLE=${BENCH_TABLE:-temp}
+TABLE1=${BENCH_TABLE1:-temp_r1}
 CPORT=${BENCH_CEILING_PORT:-34701}
-TARGETS=${BENCH_TARGETS:-ours ceiling}
-HALF_TARGETS=${BENCH_HALF_TARGETS:-ours ceiling}
+TARGETS=${BENCH_TARGETS:-ours ours1 ceiling}
+HALF_TARGETS=${BENCH_HALF_TARGETS-ours ceiling}
 WORKLOADS=${BENCH_WORKLOADS:-readonly writeonly rw11 rw30to1}
+if [[ -n ${BENCH_WORKLOADS1+x} ]]; then WORKLOADS1=$BENCH_WORKLOADS1; else
+    WORKLOADS1=""   # default: the write workloads compared with one replica, as far as requested
+    for w in writeonly rw11; do [[ " $WORKLOADS " == *" $w "* ]] && WORKLOADS1+=" $w"; done
+    WORKLOADS1=${WORKLOADS1# }
+fi
 DISTS=${BENCH_DISTS:-uniform zipfian}
+HALF_WORKLOADS=${BENCH_HALF_WORKLOADS-readonly writeonly}
 CLIENT=${BENCH_CLIENT:-official}
 CLEANUP=${BENCH_CLEANUP:-1}
 RETRIES=${BENCH_RETRIES:-2}
@@ -69,6 +96,14 @@ done
 (( RECORDS >= 1 )) || die "BENCH_RECORDS must be >= 1"
 (( RETRIES <= 5 )) || die "BENCH_RETRIES must be <= 5"
 [[ $CLIENT == wire || $CLIENT == official ]] || die "BENCH_CLIENT must be wire or official"
+for t in $TARGETS $HALF_TARGETS; do
+    [[ $t == ours || $t == ours1 || $t == ceiling ]] || die "unknown target '$t' (ours, ours1, ceiling)"
+done
+for w in $WORKLOADS $WORKLOADS1 $HALF_WORKLOADS; do
+    [[ $w =~ ^(readonly|writeonly|rw11|rw30to1)$ ]] || die "unknown workload '$w'"
+done
+for d in $DISTS; do [[ $d == uniform || $d == zipfian ]] || die "unknown distribution '$d'"; done
+[[ $TABLE1 =~ ^[A-Za-z0-9_.-]+$ && $TABLE1 != "$TABLE" ]] || die "bad BENCH_TABLE1 '$TABLE1'"
 command -v go >/dev/null || die "go is not installed"
 
 PY=$ROOT/.venv/bin/python
@@ -170,78 +205,166 @@ summary_of() {  # one-line progress text from a loadgen JSON line
 }
 
 unavailable() {  # TARGET REASON
-    local reason=${2//\"/\'}
-    echo "{\"target\":\"$1\",\"phase\":\"unavailable\",\"reason\":\"${reason//$'\n'/ }\"}" >>"$RESULTS"
+    "$PY" -c 'import json,sys; print(json.dumps({"target": sys.argv[1], "phase": "unavailable", "reason": " ".join(sys.argv[2].split())}))' \
+        "$1" "$2" >>"$RESULTS"
     say "$1 unavailable: $2"
     STATUS=1
 }
 
-half_load() {  # TARGET META TABLE SERVER_PIDS: open loop at 50% of the readonly/uniform peak
-    local target=$1 meta=$2 table=$3 pids=$4 rate
-    [[ " $HALF_TARGETS " == *" $target "* ]] || return 0
-    if ! rate=$("$PY" "$HERE/report.py" "$RESULTS" --half-rate "$target"); then
-        say "[$target] no readonly/uniform peak measured; skipping the half-load run"
-        return 0
+# ---- per-target settings -------------------------------------------------------------------
+declare -A T_META T_TABLE T_WLS T_PIDS T_STATE   # T_STATE: "" not loaded, ok, failed
+T_META[ours]=$META;    T_TABLE[ours]=$TABLE;   T_WLS[ours]=$WORKLOADS
+T_META[ours1]=$META;   T_TABLE[ours1]=$TABLE1; T_WLS[ours1]=$WORKLOADS1
+T_META[ceiling]=127.0.0.1:$CPORT; T_TABLE[ceiling]=temp; T_WLS[ceiling]=$WORKLOADS
+has() { [[ " $1 " == *" $2 "* ]]; }   # has LIST WORD
+TABLE1_CREATED=0
+
+info_line() {  # TARGET: table shape of an "ours" target, for the report
+    local t=$1 shape p r
+    shape=$("$PY" "$HERE/ours_table.py" --meta "${T_META[$t]}" info "${T_TABLE[$t]}" 2>/dev/null) || return 0
+    p=${shape#partitions=}; p=${p%% *}; r=${shape##*replicas=}
+    echo "{\"target\":\"$t\",\"phase\":\"info\",\"table\":\"${T_TABLE[$t]}\",\"partitions\":$p,\"replicas\":$r}" >>"$RESULTS"
+    say "[$t] table ${T_TABLE[$t]}: $p partitions x $r replicas"
+}
+
+prepare_target() {  # TARGET: checks/creates the table; returns 1 (target unavailable) on failure
+    local t=$1 out
+    case $t in
+        ours)
+            if ! out=$("$PY" "$HERE/ours_table.py" --meta "$META" info "$TABLE" 2>&1); then
+                unavailable ours "table $TABLE via $META: $out"; T_STATE[ours]=failed; return 1
+            fi ;;
+        ours1)
+            say "[ours1] making sure table $TABLE1 (1 replica, partitions as $TABLE) exists and serves"
+            if ! out=$("$PY" "$HERE/ours_table.py" --meta "$META" ensure "$TABLE1" --like "$TABLE" \
+                    --replicas 1 --timeout 120 2>&1); then
+                unavailable ours1 "table $TABLE1: ${out##*ours_table: }"; T_STATE[ours1]=failed; return 1
+            fi
+            [[ $out == *created=1* ]] && TABLE1_CREATED=1 ;;
+    esac
+    [[ $t == ceiling ]] || info_line "$t"
+    return 0
+}
+
+preload() {  # TARGET: pre-load once, lazily before the target's first run
+    local t=$1 why
+    [[ ${T_STATE[$t]:-} == ok ]] && return 0
+    [[ ${T_STATE[$t]:-} == failed ]] && return 1
+    say "[$t] pre-loading $RECORDS x $VALUE B records into ${T_TABLE[$t]} via ${T_META[$t]}"
+    if ! lg "$t" load "$LOAD_TIMEOUT" -meta "${T_META[$t]}" -table "${T_TABLE[$t]}" -load -duration 0 \
+            -threads "$THREADS"; then
+        unavailable "$t" "load failed: $(tail -2 "$RUN/loadgen-$t.stderr" 2>/dev/null)"
+        T_STATE[$t]=failed; return 1
     fi
-    if measure "$target" half "$RUN_TIMEOUT" -meta "$meta" -table "$table" -workload readonly -dist uniform \
-            -threads "$HALF_THREADS" -target-qps "$rate" -duration "${SECS}s" -warmup "${WARMUP}s" \
-            -server-pids "$pids"; then
-        say "[$target] half load ($rate ops/s target): $(summary_of "$LAST")"
+    # A load whose records cannot be read back (every write refused) makes the target unusable.
+    if ! why=$("$PY" -c 'import json,sys
+l=json.loads(sys.argv[1]).get("load") or {}
+if l.get("verify_ok"): sys.exit(0)
+s=(l.get("error_samples") or ["record user0 not readable after the load"])[0]
+h=" (the cluster'"'"'s [replication] mutation_2pc_min_replica_count exceeds the table'"'"'s replica count: start the onebox with --set replication.mutation_2pc_min_replica_count=1)" if "ERR_NOT_ENOUGH_MEMBER" in s else ""
+print("%s of %s writes failed, e.g. %s%s" % (l.get("errors"), l.get("records"), s, h)); sys.exit(1)' "$LAST"); then
+        unavailable "$t" "pre-load into ${T_TABLE[$t]}: $why"
+        T_STATE[$t]=failed; return 1
+    fi
+    T_STATE[$t]=ok
+}
+
+peak_run() {  # TARGET WORKLOAD DIST
+    local t=$1 wl=$2 dist=$3
+    preload "$t" || return 0
+    if measure "$t" peak "$RUN_TIMEOUT" -meta "${T_META[$t]}" -table "${T_TABLE[$t]}" -workload "$wl" \
+            -dist "$dist" -threads "$THREADS" -duration "${SECS}s" -warmup "${WARMUP}s" \
+            -server-pids "${T_PIDS[$t]}"; then
+        say "[$t] $wl/$dist: $(summary_of "$LAST")"
     else
-        say "[$target] half load FAILED"; STATUS=1
+        say "[$t] $wl/$dist: FAILED ($(tail -1 "$RUN/loadgen-$t.stderr" 2>/dev/null))"
+        STATUS=1
     fi
 }
 
-bench_target() {  # TARGET META TABLE SERVER_PIDS
-    local target=$1 meta=$2 table=$3 pids=$4 wl dist
-    say "[$target] pre-loading $RECORDS x $VALUE B records into $table via $meta"
-    if ! lg "$target" load "$LOAD_TIMEOUT" -meta "$meta" -table "$table" -load -duration 0 -threads "$THREADS"; then
-        unavailable "$target" "load failed: $(tail -2 "$RUN/loadgen-$target.stderr" 2>/dev/null)"
-        return 1
+half_run() {  # TARGET WORKLOAD: open loop at 50% of the target's WORKLOAD/uniform peak
+    local t=$1 wl=$2 rate
+    [[ ${T_STATE[$t]:-} == ok ]] || return 0
+    if ! rate=$("$PY" "$HERE/report.py" "$RESULTS" --half-rate "$t" --workload "$wl"); then
+        say "[$t] no $wl/uniform peak measured; skipping its half-load run"
+        return 0
     fi
-    # Read-only runs first, then the half-load run, then the write workloads: writes leave
-    # RocksDB compaction work behind that would otherwise slow the read measurements.
-    local order="" half_done=0
-    for wl in readonly $WORKLOADS; do [[ " $WORKLOADS " == *" $wl "* && " $order " != *" $wl "* ]] && order+=" $wl"; done
+    if measure "$t" half "$RUN_TIMEOUT" -meta "${T_META[$t]}" -table "${T_TABLE[$t]}" -workload "$wl" \
+            -dist uniform -threads "$HALF_THREADS" -target-qps "$rate" -duration "${SECS}s" \
+            -warmup "${WARMUP}s" -server-pids "${T_PIDS[$t]}"; then
+        say "[$t] half load $wl ($rate ops/s target): $(summary_of "$LAST")"
+    else
+        say "[$t] half load $wl FAILED"; STATUS=1
+    fi
+}
+
+cleanup_target() {  # TARGET
+    local t=$1
+    [[ $t != ceiling && $CLEANUP == 1 && ${T_STATE[$t]:-} == ok ]] || return 0
+    say "[$t] removing the $RECORDS benchmark records from ${T_TABLE[$t]}"
+    lg "$t" unload "$LOAD_TIMEOUT" -meta "${T_META[$t]}" -table "${T_TABLE[$t]}" -unload -duration 0 \
+        -threads "$THREADS" || { say "[$t] cleanup FAILED"; STATUS=1; }
+}
+
+# bench_group TARGET...: the targets' runs, interleaved per workload and distribution.
+# Read-only runs (and their half-load runs) first, then the write workloads: writes leave
+# RocksDB compaction work behind that would otherwise slow the read measurements.
+bench_group() {
+    local group=() t wl dist order=""
+    for t in "$@"; do prepare_target "$t" && group+=("$t"); done
+    (( ${#group[@]} )) || return 0
+    for wl in readonly $WORKLOADS $WORKLOADS1; do
+        has "$order" "$wl" || { for t in "${group[@]}"; do has "${T_WLS[$t]}" "$wl" && { order+=" $wl"; break; }; done; }
+    done
     for wl in $order; do
         for dist in $DISTS; do
-            if measure "$target" peak "$RUN_TIMEOUT" -meta "$meta" -table "$table" -workload "$wl" -dist "$dist" \
-                    -threads "$THREADS" -duration "${SECS}s" -warmup "${WARMUP}s" -server-pids "$pids"; then
-                say "[$target] $wl/$dist: $(summary_of "$LAST")"
-            else
-                say "[$target] $wl/$dist: FAILED ($(tail -1 "$RUN/loadgen-$target.stderr" 2>/dev/null))"
-                STATUS=1
-            fi
+            for t in "${group[@]}"; do has "${T_WLS[$t]}" "$wl" && peak_run "$t" "$wl" "$dist"; done
         done
-        if [[ $wl == readonly ]]; then half_load "$target" "$meta" "$table" "$pids"; half_done=1; fi
+        for t in "${group[@]}"; do
+            has "$HALF_TARGETS" "$t" && has "$HALF_WORKLOADS" "$wl" && has "${T_WLS[$t]}" "$wl" \
+                && half_run "$t" "$wl"
+        done
     done
-    (( half_done )) || half_load "$target" "$meta" "$table" "$pids"
-    if [[ $target == ours && $CLEANUP == 1 ]]; then
-        say "[$target] removing the $RECORDS benchmark records from $table"
-        lg "$target" unload "$LOAD_TIMEOUT" -meta "$meta" -table "$table" -unload -duration 0 -threads "$THREADS" \
-            || { say "[$target] cleanup FAILED"; STATUS=1; }
-    fi
+    for t in "${group[@]}"; do cleanup_target "$t"; done
 }
 
 STATUS=0
 build_loadgen
-nruns=$(( $(wc -w <<<"$WORKLOADS") * $(wc -w <<<"$DISTS") + 1 ))
-say "results in $RUN; about $(( $(wc -w <<<"$TARGETS") * nruns * (SECS + WARMUP + 1) / 60 + 1 )) min plus pre-loads"
-for target in $TARGETS; do
-    case $target in
-        ours)
-            ours_pids=${BENCH_OURS_PIDS:-$(pgrep -f 'pegasus_server (meta|replica)' 2>/dev/null | tr '\n' ',' || true)}
-            bench_target ours "$META" "$TABLE" "$ours_pids" || true ;;
-        ceiling)
-            if start_ceiling; then
-                bench_target ceiling "127.0.0.1:$CPORT" temp "$CEILING_PID" || true
-            else
-                unavailable ceiling "could not start tools/bench/ceiling.py on port $CPORT"
-            fi
-            stop_ceiling ;;
-        *) die "unknown target '$target' in BENCH_TARGETS (ours, ceiling)" ;;
-    esac
+nruns=0
+for t in $TARGETS; do
+    for wl in ${T_WLS[$t]}; do
+        nruns=$((nruns + $(wc -w <<<"$DISTS")))
+        has "$HALF_TARGETS" "$t" && has "$HALF_WORKLOADS" "$wl" && has "$DISTS" uniform && nruns=$((nruns + 1))
+    done
 done
+say "results in $RUN; $nruns measured runs, about $(( nruns * (SECS + WARMUP + 1) / 60 + 1 )) min plus pre-loads (more when disturbed runs are repeated)"
+
+cluster=()
+for t in $TARGETS; do
+    if [[ $t != ceiling && -n ${T_WLS[$t]} ]]; then cluster+=("$t"); fi
+done
+if (( ${#cluster[@]} )); then
+    ours_pids=${BENCH_OURS_PIDS:-$("$PY" "$HERE/ours_table.py" --meta "$META" pids 2>/dev/null || true)}
+    if [[ -z $ours_pids ]]; then   # not found via the meta: every pegasus server on the machine
+        ours_pids=$(pgrep -f 'pegasus_server (meta|replica)' 2>/dev/null | tr '\n' ',' || true)
+    fi
+    say "our server PIDs (CPU columns): ${ours_pids:-none}"
+    T_PIDS[ours]=$ours_pids; T_PIDS[ours1]=$ours_pids
+    bench_group "${cluster[@]}"
+    if [[ $TABLE1_CREATED == 1 && $CLEANUP == 1 ]]; then
+        say "[ours1] dropping table $TABLE1 (created by this run)"
+        "$PY" "$HERE/ours_table.py" --meta "$META" drop "$TABLE1" || { say "[ours1] drop FAILED"; STATUS=1; }
+    fi
+fi
+if has "$TARGETS" ceiling; then
+    if start_ceiling; then
+        T_PIDS[ceiling]=$CEILING_PID
+        bench_group ceiling
+    else
+        unavailable ceiling "could not start tools/bench/ceiling.py on port $CPORT"
+    fi
+    stop_ceiling
+fi
 "$PY" "$HERE/report.py" "$RESULTS"
 echo "results: $RESULTS"
 exit $STATUS
