@@ -82,7 +82,7 @@ class ReplicationConfig:
     # fsync policy of the storage write-ahead log: false = rely on the OS page cache
     # (survives a process crash, not a power loss; upstream's default relies on three copies)
     rocksdb_wal_sync: bool = False
-    # how often storage is flushed and the private log is garbage-collected below the flush
+    # how often private-log files below the applied decree are removed (storage keeps its WAL)
     checkpoint_interval_seconds: int = 100
     # how often expired records are swept from storage (0 disables the sweep)
     expired_record_sweep_interval_seconds: int = 60
