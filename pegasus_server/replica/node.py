@@ -241,19 +241,20 @@ class ReplicaNode:
                         fn(*args)
                     except Exception:
                         logger.exception("replica executor: {} failed", getattr(fn, "__name__", fn))
-                if self._queued:
-                    self._flush_writes()
-                try:
-                    self._flush_appends()
-                except Exception:
-                    logger.exception("replica executor: log append round failed")
-                self._flush_frames()
+                # the round's tail; a failure is logged and never ends the executor
+                for step in (self._flush_writes, self._flush_appends, self._flush_frames):
+                    try:
+                        step()
+                    except Exception:
+                        logger.exception("replica executor: {} failed", step.__name__)
                 if inbox:
                     gevent.sleep(0)          # let connections read while busy
 
     def _flush_writes(self) -> None:
         """The client writes of this round enter 2PC together: one mutation per partition
         carries as many of them as batching allows."""
+        if not self._queued:
+            return
         queued, self._queued = self._queued, set()
         now = self.now()
         for rep in queued:
