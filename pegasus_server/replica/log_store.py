@@ -36,14 +36,6 @@ from pegasus_server.replica.mutation import Mutation
 DEFAULT_KEEP = 1000
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ReplicaLog:
     def __init__(self, dir: str, gpid: Gpid, *, sync: str = "none",
                  file_size_limit: int = plog.DEFAULT_FILE_SIZE_LIMIT,
@@ -100,7 +92,7 @@ class ReplicaLog:
         with open(os.path.join(dir, "COMPLETE"), "w") as f:
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(dir)
+        plog.fsync_path(dir, directory=True)
 
     # ------------------------------------------------------------------ queries
     @property
@@ -144,7 +136,7 @@ class ReplicaLog:
             shutil.rmtree(old)
         os.rename(self.dir, old)
         os.rename(new, self.dir)
-        _fsync_dir(os.path.dirname(os.path.abspath(self.dir)))
+        plog.fsync_path(os.path.dirname(os.path.abspath(self.dir)), directory=True)
         shutil.rmtree(old, ignore_errors=True)
         self._open()
         logger.info("plog {}: discarded mutations above decree {} ({} kept)", self.dir, decree,

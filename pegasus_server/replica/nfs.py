@@ -66,6 +66,7 @@ from loguru import logger
 from pegasus_server import errors
 from pegasus_server.base import RpcAddress
 from pegasus_server.errors import PegasusError, RpcError
+from pegasus_server.replica.plog import fsync_path
 from pegasus_server.rpc import thrift
 
 RPC_NFS_GET_FILE_SIZE = "RPC_NFS_GET_FILE_SIZE"
@@ -401,7 +402,7 @@ def copy_files(client, source: Address, source_dir: str, dest_dir: str,
             if f.remaining or not f.opened or f.fd is not None or os.path.getsize(f.final) != f.size:
                 raise NfsError(errors.ERR_FILE_OPERATION_FAILED, f"{f.final} is incomplete")
         for d in sorted(dirs, key=len, reverse=True):
-            _fsync_dir(d)
+            fsync_path(d, directory=True)
         ok = True
         return len(entries), total
     except OSError as e:
@@ -491,10 +492,3 @@ def _fsync_off_hub(fd: int) -> None:
         if not res.ready():
             res.wait()
 
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -380,9 +380,7 @@ class ReplicaNode:
             raise ValueError(f"no app info for new replica {gpid}")
         os.makedirs(path, exist_ok=True)
         rc = self.config.replication
-        storage = StorageApp.open(os.path.join(path, "data"), gpid, engine=rc.storage_engine,
-                                  envs=dict(app.envs), server=self.server_text,
-                                  sync=rc.rocksdb_wal_sync)
+        storage = self._open_storage(gpid, os.path.join(path, "data"), app)
         log = ReplicaLog(os.path.join(path, "plog"), gpid, sync=sync_policy(rc.plog_force_flush),
                          file_size_limit=rc.log_private_file_size_mb << 20,
                          reserve_max_bytes=rc.log_private_reserve_max_size_mb << 20,
@@ -546,31 +544,36 @@ class ReplicaNode:
                     if rep.core is core:
                         self._perform(rep, core.on_log_appended(now, m.decree, m.ballot))
 
-    def _reset_storage(self, rep: Replica, checkpoint_dir: Optional[str]) -> None:
+    def _open_storage(self, gpid: Gpid, data_dir: str, app: App) -> StorageApp:
         rc = self.config.replication
+        return StorageApp.open(data_dir, gpid, engine=rc.storage_engine, envs=dict(app.envs),
+                               server=self.server_text, sync=rc.rocksdb_wal_sync)
+
+    def _reset_storage(self, rep: Replica, checkpoint_dir: Optional[str]) -> None:
         rep.storage.close()
         if checkpoint_dir is None:
             logger.info("replica {}: storage wiped to learn from scratch", rep.gpid)
             shutil.rmtree(rep.data_dir, ignore_errors=True)
         else:
             StorageApp.install_checkpoint(rep.data_dir, checkpoint_dir)
-        rep.storage = StorageApp.open(rep.data_dir, rep.gpid, engine=rc.storage_engine,
-                                      envs=dict(rep.app.envs), server=self.server_text,
-                                      sync=rc.rocksdb_wal_sync)
+        rep.storage = self._open_storage(rep.gpid, rep.data_dir, rep.app)
 
     # ------------------------------------------------------------------ peer messages
+    def _answer(self, gpid: Gpid, to, msg) -> None:
+        """Answer the oldest open inbound request that ``msg`` (a reply message) answers."""
+        key = _reply_key(to, gpid, msg)
+        waiting = self._pending_replies.get(key)
+        if not waiting:
+            logger.debug("replica {}: {} to {} has no open request", gpid, type(msg).__name__, to)
+            return
+        conn, req, _ = waiting.pop(0)
+        if not waiting:
+            del self._pending_replies[key]
+        self._reply_frame(conn, req, errors.ERR_OK, _REPLY_ENCODERS[type(msg)](msg))
+
     def _send(self, rep: Replica, to, msg) -> None:
-        key = _reply_key(to, rep.gpid, msg)
-        if key is not None:                          # the answer of an inbound request
-            waiting = self._pending_replies.get(key)
-            if not waiting:
-                logger.debug("replica {}: {} to {} has no open request", rep.gpid,
-                             type(msg).__name__, to)
-                return
-            conn, req, _ = waiting.pop(0)
-            if not waiting:
-                del self._pending_replies[key]
-            self._reply_frame(conn, req, errors.ERR_OK, _REPLY_ENCODERS[type(msg)](msg))
+        if type(msg) in _REPLY_ENCODERS:             # the answer of an inbound request
+            self._answer(rep.gpid, to, msg)
             return
         t = type(msg)
         g = rep.gpid
@@ -720,10 +723,7 @@ class ReplicaNode:
             reply = ev.LearnNotifyReply(gpid, errors.ERR_INVALID_STATE, msg.signature)
         else:
             return
-        key = _reply_key(sender, gpid, reply)
-        waiting = self._pending_replies.pop(key, None)
-        for conn, req, _ in waiting or ():
-            self._reply_frame(conn, req, errors.ERR_OK, _REPLY_ENCODERS[type(reply)](reply))
+        self._answer(gpid, sender, reply)
 
     # ------------------------------------------------------------------ learning
     def _send_learn_response(self, rep: Replica, e: ev.SendLearnResponse) -> None:

@@ -459,7 +459,7 @@ def read_file_header(path: str) -> Optional[FileHeader]:
     return scan.header
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
+def fsync_path(path: str, directory: bool = False) -> None:
     fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
     try:
         os.fsync(fd)
@@ -590,14 +590,14 @@ class Replay:
         if self.truncate:
             if keep:
                 os.truncate(path, problem.local_offset)
-                _fsync_path(path)
+                fsync_path(path)
             elif size == 0:                  # created, never written: nothing to keep
                 os.unlink(path)
                 removed.append(path)
             else:
                 removed.append(_set_aside(path))
             removed.extend(_set_aside(p) for p in later)
-            _fsync_path(self.dir, directory=True)
+            fsync_path(self.dir, directory=True)
         else:
             removed = ([] if keep else [path]) + later
         tp = TailProblem(problem.kind, path, problem.local_offset, start + problem.local_offset,
@@ -700,7 +700,7 @@ class PrivateLog:
         if not os.path.isdir(dir):
             os.makedirs(dir)
             if options.get("sync") == "batch":      # make the new directory's entry durable
-                _fsync_path(os.path.dirname(os.path.abspath(dir)), directory=True)
+                fsync_path(os.path.dirname(os.path.abspath(dir)), directory=True)
         if replay is None:
             r = Replay(dir)
             for _ in r:
@@ -760,7 +760,7 @@ class PrivateLog:
             if self.sync == "batch":
                 _fdatasync(self._fd)
                 if rolled:
-                    _fsync_path(self.dir, directory=True)
+                    fsync_path(self.dir, directory=True)
         except PlogError:
             self._rollback(prev, rolled)
             raise
