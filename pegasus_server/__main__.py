@@ -8,6 +8,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -18,6 +19,20 @@ from loguru import logger  # noqa: E402
 
 from pegasus_server import config as config_mod  # noqa: E402
 from pegasus_server.errors import ConfigError  # noqa: E402
+
+
+def settle_gc() -> None:
+    """Keep Python's cyclic garbage collector from stalling the server: everything alive once
+    the server has started (modules, thrift specs, opened replicas) is moved out of the
+    collector's view (``gc.freeze``), and young collections run less often. A full collection
+    walks every tracked object, so on a busy replica server it paused the executor for 100 ms
+    and more (the p99 of writes)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD0, 20, 20)
+
+
+GC_THRESHOLD0 = 5000
 
 
 def main(argv=None) -> int:
@@ -61,6 +76,7 @@ def main(argv=None) -> int:
     except OSError as e:
         logger.error("cannot start {} server: {}", args.role, e)
         return 1
+    settle_gc()
     stop.wait()
     logger.info("stopping {} server", args.role)
     service.stop()

@@ -15,8 +15,10 @@ starts over). Only the newest ``keep`` mutations at or below the discard point a
 storage holds every committed decree (its own write-ahead log), the log's older entries only
 serve learners, and a replica that discards is itself a learner.
 
-The index is trimmed to the newest ``index_keep`` decrees at or below the durable decree on GC,
-so memory stays bounded by the writes since the last flush plus that margin.
+The index keeps about the newest ``index_keep`` decrees at or below the durable decree (plus
+everything above it): ``trim`` after every append drops the oldest entries, so memory and the
+work of Python's cyclic garbage collector (which walks every indexed mutation) stay bounded
+whatever the write rate; GC also trims it.
 
 Plain file I/O; no gevent, no storage code (design rule 2 driver helper). Not thread-safe: the
 replica driver calls it from its one executor greenlet (or a threadpool job it waits for).
@@ -123,6 +125,19 @@ class ReplicaLog:
         res = self.log.append(mutations)
         for m, off in zip(mutations, res.offsets):
             self.index[m.decree] = m.with_log_offset(off)
+
+    def trim(self, durable_decree: int) -> None:
+        """Drop the oldest index entries while more than ``index_keep`` are indexed, never one
+        above ``durable_decree``. Entries are inserted in decree order (appends and replay), so
+        the oldest is the first; a decree re-appended after a rewrite is at worst kept longer."""
+        index = self.index
+        excess = len(index) - self.index_keep
+        while excess > 0:
+            d = next(iter(index))
+            if d > durable_decree:
+                break
+            del index[d]
+            excess -= 1
 
     def discard_after(self, decree: int) -> None:
         """Durably drop every mutation above ``decree`` (see the module docstring)."""

@@ -540,6 +540,7 @@ class ReplicaNode:
             for rep, items in work:
                 if id(rep) in bad or self.replicas.get(rep.gpid) is not rep:
                     continue
+                rep.log.trim(rep.storage.last_committed_decree)
                 for core, m in items:
                     if rep.core is core:
                         self._perform(rep, core.on_log_appended(now, m.decree, m.ballot))

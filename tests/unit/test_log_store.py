@@ -113,3 +113,19 @@ def test_gc_trims_index_below_durable(tmp_path):
     assert min(decrees(again)) <= 16 and max(decrees(again)) == 20
     again.close()
     shutil.rmtree(str(tmp_path / "plog"))
+
+
+def test_trim_keeps_the_newest_and_everything_above_durable(tmp_path):
+    d = str(tmp_path / "plog")
+    log = ReplicaLog(d, G, index_keep=3)
+    log.append([mk(i) for i in range(1, 11)])
+    log.trim(durable_decree=5)               # 1..5 durable: only the oldest go, 6..10 stay
+    assert decrees(log) == [6, 7, 8, 9, 10]
+    log.trim(durable_decree=10)
+    assert decrees(log) == [8, 9, 10]
+    log.trim(durable_decree=10)              # nothing in excess: unchanged
+    assert decrees(log) == [8, 9, 10]
+    log.close()
+    again = ReplicaLog(d, G, index_keep=3)   # the files are untouched: a restart sees all
+    assert decrees(again) == list(range(1, 11))
+    again.close()
