@@ -15,6 +15,10 @@ from typing import Dict, List, Tuple
 from pegasus_server.errors import ConfigError
 
 
+STATE_SIMPLE, STATE_ZOOKEEPER = "meta_state_service_simple", "meta_state_service_zookeeper"
+LOCK_SIMPLE, LOCK_ZOOKEEPER = "distributed_lock_service_simple", "distributed_lock_service_zookeeper"
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
     """[network]"""
@@ -28,8 +32,17 @@ class NetworkConfig:
 class MetaServerConfig:
     """[meta_server]"""
     server_list: str = "127.0.0.1:34601"
-    # local-directory meta state (our embedded default; upstream keeps it in ZooKeeper)
+    # where the meta state lives: meta_state_service_simple = the local directory meta_state_dir
+    # (our embedded default, one meta), meta_state_service_zookeeper = ZooKeeper ([zookeeper]
+    # hosts_list) under cluster_root, shared by several metas
+    meta_state_service_type: str = "meta_state_service_simple"
     meta_state_dir: str = "meta_state"
+    cluster_root: str = "/pegasus/onebox"
+    # who leads: distributed_lock_service_simple = this meta, always (one meta);
+    # distributed_lock_service_zookeeper = the holder of the ZooKeeper lock
+    # <distributed_lock_service_parameters or cluster_root>/dsn.meta.server.leader
+    distributed_lock_service_type: str = "distributed_lock_service_simple"
+    distributed_lock_service_parameters: str = ""
     min_live_node_count_for_unfreeze: int = 3
     node_live_percentage_threshold_for_update: int = 65
     meta_function_level_on_start: str = "steady"
@@ -99,6 +112,13 @@ class AppSpec:
 
 
 @dataclass(frozen=True)
+class ZookeeperConfig:
+    """[zookeeper]"""
+    hosts_list: str = "127.0.0.1:22181"
+    timeout_ms: int = 30000      # session timeout (upstream's default)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """[pegasus.server] and process-level settings."""
     host: str = "127.0.0.1"
@@ -112,6 +132,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     meta_server: MetaServerConfig = field(default_factory=MetaServerConfig)
     replication: ReplicationConfig = field(default_factory=ReplicationConfig)
+    zookeeper: ZookeeperConfig = field(default_factory=ZookeeperConfig)
     apps: Tuple[AppSpec, ...] = ()
 
     def validate(self) -> "Config":
@@ -125,6 +146,17 @@ class Config:
                               f"{m.meta_function_level_on_start!r}")
         if not m.servers:
             raise ConfigError("[meta_server] server_list is empty")
+        if m.meta_state_service_type not in (STATE_SIMPLE, STATE_ZOOKEEPER):
+            raise ConfigError("[meta_server] meta_state_service_type: unknown service "
+                              f"{m.meta_state_service_type!r}")
+        if m.distributed_lock_service_type not in (LOCK_SIMPLE, LOCK_ZOOKEEPER):
+            raise ConfigError("[meta_server] distributed_lock_service_type: unknown service "
+                              f"{m.distributed_lock_service_type!r}")
+        if m.distributed_lock_service_type == LOCK_ZOOKEEPER and \
+                m.meta_state_service_type != STATE_ZOOKEEPER:
+            raise ConfigError("[meta_server] distributed_lock_service_zookeeper needs "
+                              "meta_state_service_type = meta_state_service_zookeeper (the metas "
+                              "must share their state)")
         for a in self.apps:
             if a.partition_count <= 0:
                 raise ConfigError(f"[meta_server.apps.{a.app_name}] partition_count must be > 0")
@@ -171,5 +203,6 @@ def load(path: str, overrides: Dict[str, Dict[str, str]] = None) -> Config:
         network=_coerce(NetworkConfig, sections.get("network", {}), "network"),
         meta_server=_coerce(MetaServerConfig, sections.get("meta_server", {}), "meta_server"),
         replication=_coerce(ReplicationConfig, sections.get("replication", {}), "replication"),
+        zookeeper=_coerce(ZookeeperConfig, sections.get("zookeeper", {}), "zookeeper"),
         apps=tuple(apps),
     ).validate()

@@ -6,6 +6,11 @@ Every meta and replica server is its own OS process started with a known PID (re
 directories: ``<dir>/meta<N>`` and ``<dir>/replica<N>`` hold ``config.ini``, ``pegasus.log`` and
 the data. Ports as upstream's onebox: metas 34601.., replicas 34801...
 
+Three metas by default: they keep the meta state in a ZooKeeper of the onebox
+(``<dir>/zookeeper``, 127.0.0.1:22181 as upstream's onebox, Debian's package installed on first
+use; ``tools/zookeeper.py``) and elect their leader there. ``-m 1`` runs one meta over a local
+directory, without ZooKeeper.
+
 Usage: onebox.py [--dir DIR] start|stop|clear|list [options]
        onebox.py [--dir DIR] start_instance|stop_instance|restart_instance (-m N | -r N)
 """
@@ -34,19 +39,23 @@ def python_exe() -> str:
     return venv if os.path.exists(venv) else sys.executable
 
 
+ZK_PORT = 22181 + _OFFSET
+
+
 def _config(role: str, idx: int, metas: int, partitions: int, replica_count: int,
             extra: dict) -> str:
     port = (META_BASE_PORT if role == "meta" else REPLICA_BASE_PORT) + idx
     meta_list = ",".join(f"127.0.0.1:{META_BASE_PORT + i}" for i in range(1, metas + 1))
+    meta = {
+        "server_list": meta_list, "meta_state_dir": "meta_state",
+        # dev settings (README Q13): a one-node cluster must not freeze
+        "min_live_node_count_for_unfreeze": "1",
+        "meta_function_level_on_start": "steady",
+    }
     sections = {
         "pegasus.server": {"host": "127.0.0.1", "port": str(port), "log_level": "INFO"},
         "network": {"thft_send_host_port": "false"},
-        "meta_server": {
-            "server_list": meta_list, "meta_state_dir": "meta_state",
-            # dev settings (README Q13): a one-node cluster must not freeze
-            "min_live_node_count_for_unfreeze": "1",
-            "meta_function_level_on_start": "steady",
-        },
+        "meta_server": meta,
         "replication": {
             "cluster_name": "onebox", "data_dirs": "data",
             # upstream's default (2) once there are three copies; a single copy must commit alone
@@ -57,6 +66,15 @@ def _config(role: str, idx: int, metas: int, partitions: int, replica_count: int
             "config_sync_interval_ms": "10000", "checkpoint_interval_seconds": "30",
         },
     }
+    if metas > 1:   # upstream onebox's keys: state and leader lock in ZooKeeper
+        meta.update({
+            "cluster_root": "/pegasus/onebox/127.0.0.1",
+            "meta_state_service_type": "meta_state_service_zookeeper",
+            "distributed_lock_service_type": "distributed_lock_service_zookeeper",
+            "distributed_lock_service_parameters": "/pegasus/onebox/127.0.0.1",
+        })
+        # a dead leader's session (and lock) ends after this: the failover time of a SIGKILL
+        sections["zookeeper"] = {"hosts_list": f"127.0.0.1:{ZK_PORT}", "timeout_ms": "3000"}
     for name, count in DEFAULT_TABLES:
         sections[f"meta_server.apps.{name}"] = {
             "app_name": name, "app_type": "pegasus",
@@ -113,6 +131,8 @@ class Onebox:
         port = self.port_of(role, idx)
         if _port_open(port):
             raise SystemExit(f"port {port} is already in use; is another cluster running?")
+        if role == "meta" and os.path.isdir(self.zk_dir):
+            self.start_zookeeper()
         log = open(os.path.join(d, "stdout.log"), "ab")
         proc = subprocess.Popen(
             [python_exe(), "-m", "pegasus_server", role, "-c", cfg,
@@ -146,11 +166,41 @@ class Onebox:
         print(f"stopped {role}{idx} (pid {pid})")
 
     # ----------------------------------------------------------------- cluster
+    @property
+    def zk_dir(self) -> str:
+        return os.path.join(self.base, "zookeeper")
+
+    def _zookeeper(self):
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import zookeeper
+        return zookeeper.ZooKeeperServer(self.zk_dir, ZK_PORT)
+
+    def start_zookeeper(self) -> None:
+        zk = self._zookeeper()
+        if zk.pid and _alive(zk.pid):
+            return
+        os.makedirs(self.zk_dir, exist_ok=True)
+        print(f"starting zookeeper on 127.0.0.1:{ZK_PORT} (first use installs Debian's package)")
+        zk.start()
+        print(f"started zookeeper on 127.0.0.1:{ZK_PORT} (pid {zk.pid})")
+
+    def stop_zookeeper(self) -> None:
+        if not os.path.isdir(self.zk_dir):
+            return
+        zk = self._zookeeper()
+        pid = zk.pid
+        if pid and _alive(pid):
+            zk.stop()
+            print(f"stopped zookeeper (pid {pid})")
+
     def start(self, metas: int, replicas: int, partitions: int, replica_count: int,
               extra: dict, wait: float) -> None:
-        if metas != 1:
-            raise SystemExit("this version runs a single meta server (-m 1); several metas "
-                             "arrive with the ZooKeeper-backed meta")
+        existing = [i for r, i in self.instances() if r == "meta"]
+        if existing and len(existing) != metas:
+            raise SystemExit(f"{self.base} holds a onebox with {len(existing)} metas; "
+                             f"`clear` it first to start one with {metas}")
+        if metas > 1:
+            self.start_zookeeper()
         for role, count in (("meta", metas), ("replica", replicas)):
             for i in range(1, count + 1):
                 d = self.instance_dir(role, i)
@@ -170,6 +220,7 @@ class Onebox:
     def stop(self) -> None:
         for role, idx in reversed(self.instances()):
             self.stop_instance(role, idx)
+        self.stop_zookeeper()
 
     def clear(self) -> None:
         self.stop()
@@ -178,6 +229,10 @@ class Onebox:
             print(f"removed {self.base}")
 
     def list(self) -> None:
+        if os.path.isdir(self.zk_dir):
+            pid = self._zookeeper().pid
+            state = f"running (pid {pid})" if pid and _alive(pid) else "stopped"
+            print(f"zookeeper\t127.0.0.1:{ZK_PORT}\t{state}")
         for role, idx in self.instances():
             pid = self.pid_of(role, idx)
             state = f"running (pid {pid})" if pid else "stopped"
@@ -193,16 +248,29 @@ class Onebox:
         from pegasus_server.rpc import thrift
         from pegasus_server.rpc.client import RpcClient
         from pegasus_server.errors import RpcError
+        from pegasus_server import errors
         client = RpcClient()
-        meta = self.meta_addresses()[0]
         deadline = time.time() + timeout
         last = "no answer from the meta"
         try:
             while time.time() < deadline:
                 try:
-                    apps = client.call(meta, "RPC_CM_LIST_APPS",
-                                       thrift.meta_admin.configuration_list_apps_request(status=1),
-                                       timeout=3)
+                    meta, apps = None, None
+                    for addr in self.meta_addresses():   # the leader answers, the others forward
+                        try:
+                            r = client.call(addr, "RPC_CM_LIST_APPS",
+                                            thrift.meta_admin.configuration_list_apps_request(
+                                                status=1), timeout=3)
+                        except RpcError as e:
+                            last = f"{addr[0]}:{addr[1]}: {e}"
+                            continue
+                        if r.err == errors.ERR_OK:
+                            meta, apps = addr, r
+                            break
+                        last = f"{addr[0]}:{addr[1]} answers {r.err}"
+                    if apps is None:
+                        time.sleep(0.5)
+                        continue
                     pending = []
                     for info in apps.infos:
                         q = client.call(meta, "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX",
@@ -263,7 +331,8 @@ def main(argv=None) -> int:
                    help="cluster directory (default ./onebox)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="start a onebox (and create it if needed)")
-    s.add_argument("-m", "--meta_count", type=int, default=1)
+    s.add_argument("-m", "--meta_count", type=int, default=3,
+                   help="meta servers (default 3, in ZooKeeper; 1: no ZooKeeper)")
     s.add_argument("-r", "--replica_count", type=int, default=3)
     s.add_argument("-p", "--partition_count", type=int, default=8,
                    help="partitions of table temp (stat has 4)")

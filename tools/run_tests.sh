@@ -44,11 +44,12 @@ if [[ "${PEERS:-1}" != "0" && $# -eq 0 ]]; then
         for suite in go go-old python; do
             echo "=== official clients: $suite suite on a fresh onebox"
             "$PY" tools/onebox.py clear >/dev/null
-            if ! "$PY" tools/onebox.py start -m 1 -r 3; then
+            if ! "$PY" tools/onebox.py start -m 3 -r 3; then
                 failed+=("$suite (onebox did not start)")
                 continue
             fi
-            python3 tests/peers/run_peers.py "$suite" --meta 127.0.0.1:34601 --replicas 3 \
+            python3 tests/peers/run_peers.py "$suite" \
+                --meta 127.0.0.1:34601,127.0.0.1:34602,127.0.0.1:34603 --replicas 3 \
                 || failed+=("$suite")
             "$PY" tools/onebox.py stop >/dev/null
         done

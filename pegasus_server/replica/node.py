@@ -835,6 +835,7 @@ class ReplicaNode:
 
     def _beacon_loop(self) -> None:
         interval = self.config.replication.fd_beacon_interval_seconds
+        failed_at: Dict[tuple, float] = {}   # meta -> when a beacon to it last failed
         while True:
             addr = self._meta_addr()
             sent_at = self.now()
@@ -848,13 +849,18 @@ class ReplicaNode:
                 if ack.is_master:
                     ok = True
                     self.post(self._on_beacon_ack, sent_at)
-                elif ack.primary_node and not ack.primary_node.is_invalid and \
-                        (ack.primary_node.host, ack.primary_node.port) in self.metas:
-                    self.meta_index = self.metas.index((ack.primary_node.host,
-                                                        ack.primary_node.port))
                 else:
-                    self.meta_index += 1
+                    hint = ack.primary_node
+                    hint = (hint.host, hint.port) if hint and not hint.is_invalid else None
+                    # a follower names the old leader until ZooKeeper ends its session: a hint
+                    # to a meta that just failed us is stale, try the next one instead
+                    if hint in self.metas and \
+                            time.monotonic() - failed_at.get(hint, -1e9) > 3 * interval:
+                        self.meta_index = self.metas.index(hint)
+                    else:
+                        self.meta_index += 1
             except errors.RpcError:
+                failed_at[addr] = time.monotonic()
                 self.meta_index += 1
             gevent.sleep(interval if ok else min(1.0, interval))
 

@@ -1,6 +1,6 @@
 """The one MetaStore suite (design rule 5), run over MemoryMetaStore, LocalMetaStore and ZkMetaStore.
 
-The ZooKeeper backend talks to a real standalone ZooKeeper (tests/zookeeper.py, 127.0.0.1:22181 or a free port if that is taken)
+The ZooKeeper backend talks to a real standalone ZooKeeper (tools/zookeeper.py, 127.0.0.1:22181 or a free port if that is taken)
 started once for this module; each test uses its own root znode. ZooKeeper-only tests at the end:
 the leader lock (meta.md §2.1) and a ZooKeeper restart. Waits poll a condition with a deadline.
 """
@@ -18,11 +18,9 @@ from pegasus_server.meta.store import LocalMetaStore, MemoryMetaStore
 from pegasus_server.meta.zk_store import (LEADER_LOCK_NODE, MetaStoreError, ZkLeaderLock,
                                           ZkMetaStore)
 
-try:
-    from tests.zookeeper import ZooKeeperServer, pick_port
-except ImportError:  # run as plain `pytest` rather than `python -m pytest` from the repo root
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from tests.zookeeper import ZooKeeperServer, pick_port
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tools"))
+from zookeeper import ZooKeeperServer, pick_port  # noqa: E402  (tools/zookeeper.py)
 
 ZK_TIMEOUT = 10.0
 

@@ -17,8 +17,8 @@ As a library (pytest)::
 
 or ``with running(tmp_dir) as srv: ...``. From a shell::
 
-    python tests/zookeeper.py start --dir D [--port 22181]   # returns once it answers; prints hosts
-    python tests/zookeeper.py stop --dir D
+    python tools/zookeeper.py start --dir D [--port 22181]   # returns once it answers; prints hosts
+    python tools/zookeeper.py stop --dir D
 
 Imports only the standard library (gevent's sleep is used for polling when gevent is already loaded,
 so a kazoo client in the same process keeps running while we wait).
@@ -144,7 +144,7 @@ class ZooKeeperServer:
         cfg = os.path.join(self.base_dir, "zoo.cfg")
         with open(cfg, "w") as f:
             f.write("\n".join([
-                "tickTime=2000",
+                "tickTime=500",          # session expiry is checked every tick
                 f"dataDir={data}",
                 f"clientPort={self.port}",
                 f"clientPortAddress={self.host}",
@@ -162,7 +162,7 @@ class ZooKeeperServer:
         ensure_installed()
         if ruok(self.host, self.port):
             raise ZooKeeperError(f"something already answers on {self.hosts}; "
-                                 "stop it first (python tests/zookeeper.py stop --dir D)")
+                                 "stop it first (python tools/zookeeper.py stop --dir D)")
         cfg = self._write_config()
         log = open(os.path.join(self.base_dir, "zookeeper.log"), "ab")
         try:
