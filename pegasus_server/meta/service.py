@@ -110,7 +110,8 @@ class MetaService:
         lead("RPC_CM_CONFIG_SYNC", lambda c, r, a: self.state.on_config_sync(a, time.time()))
         lead("RPC_CM_UPDATE_PARTITION_CONFIGURATION", self._on_update_config)
         d.register("RPC_CLI_CLI_CALL", lambda c, r, a: self.commands.call(a.cmd, a.arguments))
-        for name in ("RPC_CM_RENAME_APP", "RPC_CM_PROPOSE_BALANCER",
+        lead("RPC_CM_PROPOSE_BALANCER", self._on_propose_balancer)
+        for name in ("RPC_CM_RENAME_APP",
                      "RPC_CM_GET_MAX_REPLICA_COUNT", "RPC_CM_SET_MAX_REPLICA_COUNT",
                      "RPC_CM_GET_ATOMIC_IDEMPOTENT", "RPC_CM_SET_ATOMIC_IDEMPOTENT",
                      "RPC_CM_START_MANUAL_COMPACT", "RPC_CM_QUERY_MANUAL_COMPACT_STATUS",
@@ -187,7 +188,8 @@ class MetaService:
                 self._lost.set()
             self._lost.wait()
             self._step_down()
-            lock.release()
+            while not lock.release():      # our node must go, or it blocks every contender
+                gevent.sleep(CONTEND_RETRY_SECONDS)
             gevent.sleep(CONTEND_RETRY_SECONDS)
 
     def _become_leader(self) -> None:
@@ -232,6 +234,14 @@ class MetaService:
         def handler(conn, req, arg):
             return spec[1](err=errors.ERR_SERVICE_NOT_ACTIVE)
         return handler
+
+    def _on_propose_balancer(self, conn, req, arg):
+        resp, proposals = self.state.propose_balancer(arg)
+        for p in proposals:
+            gevent.spawn(self._send_proposal, p)
+        if not proposals:
+            gevent.spawn(self._cure_once)      # queued: the cure sends the first action
+        return resp
 
     def _on_update_config(self, conn, req, arg):
         resp = self.state.on_update_partition_configuration(arg)

@@ -36,7 +36,7 @@ from loguru import logger
 from pegasus_server import errors
 from pegasus_server.base import INVALID_ADDRESS, Gpid, HostPort, RpcAddress
 from pegasus_server.config import Config
-from pegasus_server.meta import guardian
+from pegasus_server.meta import balancer, guardian
 from pegasus_server.meta.model import (AS_AVAILABLE, AS_CREATING, AS_DROPPED, AS_DROPPING,
                                        AS_INVALID, AS_RECALLING, PARTITION_FLAG_DROPPED, App,
                                        Node, PartitionConfig, dumps, loads)
@@ -45,11 +45,11 @@ from pegasus_server.rpc import thrift
 
 LEVELS = {"stopped": 100, "blind": 200, "freezed": 300, "steady": 400, "lively": 500}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
-FL_FREEZED, FL_STEADY, FL_INVALID = 300, 400, 10000
+FL_FREEZED, FL_STEADY, FL_LIVELY, FL_INVALID = 300, 400, 500, 10000
 
 CT_INVALID, CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY, \
     CT_UPGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE = range(8)
-CT_DROP_PARTITION = 10
+CT_ADD_SECONDARY_FOR_LB, CT_DROP_PARTITION = 8, 10
 
 # how long the meta waits for a proposal to take effect before sending it again
 PROPOSAL_RESEND_SECONDS = 3.0
@@ -88,6 +88,32 @@ def _ma():
     return thrift.meta_admin
 
 
+def _lb_state(pc: PartitionConfig, a: guardian.Action, alive) -> str:
+    """Where a balancer action stands against the partition's configuration: "done" (it took
+    effect), "ready" (it can be sent now) or "invalid" (it no longer applies)."""
+    t, target, node = a.type, a.target, a.node
+    prim, secs = pc.primary, pc.secondaries
+    if t == CT_DOWNGRADE_TO_SECONDARY:
+        if prim != node and node in secs:
+            return "done"
+        ok = prim == node and node in alive
+    elif t == CT_UPGRADE_TO_PRIMARY:
+        if prim == node:
+            return "done"
+        ok = prim.is_invalid and node in secs and node in alive
+    elif t in (CT_ADD_SECONDARY, CT_ADD_SECONDARY_FOR_LB):
+        if node in secs:
+            return "done"
+        ok = prim == target and target in alive and node in alive and node not in pc.members()
+    elif t in (CT_REMOVE, CT_DOWNGRADE_TO_INACTIVE):
+        if node not in pc.members():
+            return "done"
+        ok = prim == target and target in alive and node in secs
+    else:
+        ok = False
+    return "ready" if ok else "invalid"
+
+
 class MetaState:
     def __init__(self, config: Config, store: MetaStore, self_address: RpcAddress, *,
                  replica_assign_delay: float = REPLICA_ASSIGN_DELAY_SECONDS):
@@ -112,6 +138,10 @@ class MetaState:
         self._sync_no: Dict[RpcAddress, int] = {}   # config syncs received per node
         self._fences: Dict[Gpid, Dict[RpcAddress, int]] = {}
         self._node_fences: Dict[RpcAddress, int] = {}
+        # balancer proposals (meta.md §4.10): per partition the actions still to execute, in
+        # order; the cure sends the first one that has not taken effect yet
+        self.lb_queue: Dict[Gpid, List[guardian.Action]] = {}
+        self.balance_ops = {"move_pri": 0, "copy_pri": 0, "copy_sec": 0, "total": 0}
 
     # ---------------------------------------------------------------- persistence
     def load(self, now: float) -> None:
@@ -356,6 +386,8 @@ class MetaState:
             return []
         out: List[Proposal] = []
         alive = set(self.alive_nodes())
+        if only is None:
+            self._balance_round(alive)
         counts = None
         stats = None
         for app in sorted(self.apps.values(), key=lambda a: a.app_id):
@@ -417,6 +449,12 @@ class MetaState:
                 action = guardian.Action(CT_DOWNGRADE_TO_INACTIVE, pc.primary, dead[0],
                                          "secondary is dead")
                 self.waiting[pc.pid] = ""
+        if pc.pid in self.lb_queue:
+            if action is not None or any(a not in alive for a in pc.members()):
+                logger.info("balancer proposals of {} discarded: a member is dead", pc.pid)
+                del self.lb_queue[pc.pid]
+            else:
+                action = self._lb_next(pc, alive)
         if action is None:
             prim, total, table = stats
             tries = self._upgrade_tries.get(pc.pid)
@@ -459,6 +497,92 @@ class MetaState:
         return Proposal(action.target, _ma().configuration_update_request(
             info=app.to_thrift(), config=pc.to_thrift(), type=action.type, node=action.node,
             host_node=INVALID_ADDRESS))
+
+    # ---------------------------------------------------------------- balancer
+    def _balance_round(self, alive) -> None:
+        """The greedy balancer (replication.md §8): only when every partition of every
+        replicated table is healthy on alive nodes, no table is changing status and no
+        balancer proposal is still running. fl_steady publishes the plan's size
+        (``balance_operation_count``), fl_lively also queues it."""
+        level = self.effective_level()
+        if level < FL_STEADY or self.lb_queue:
+            return
+        tables = {}
+        for app in self.apps.values():
+            if app.status in (AS_CREATING, AS_DROPPING, AS_RECALLING):
+                return
+            if app.status != AS_AVAILABLE or self._single(app):
+                continue
+            parts = []
+            for pc in app.partitions:
+                if pc.primary.is_invalid or pc.primary not in alive or \
+                        len(pc.secondaries) != app.max_replica_count - 1 or \
+                        any(a not in alive for a in pc.secondaries):
+                    return
+                parts.append(balancer.Partition(pc.pid, pc.primary, tuple(pc.secondaries)))
+            tables[app.app_id] = parts
+        plan = balancer.plan(tables, sorted(alive)) if tables else {}
+        ops = {"move_pri": 0, "copy_pri": 0, "copy_sec": 0}
+        for moves in plan.values():
+            if moves[0].type == CT_DOWNGRADE_TO_SECONDARY:
+                ops["move_pri"] += 1
+            elif any(m.type == CT_DOWNGRADE_TO_SECONDARY for m in moves):
+                ops["copy_pri"] += 1
+            else:
+                ops["copy_sec"] += 1
+        ops["total"] = sum(ops.values())
+        self.balance_ops = ops
+        if level >= FL_LIVELY and plan:
+            logger.info("balancer: {} partitions to move ({})", len(plan), ops)
+            for pid, moves in plan.items():
+                self.lb_queue[pid] = [guardian.Action(m.type, m.target, m.node, "balancer")
+                                      for m in moves]
+
+    def _lb_next(self, pc: PartitionConfig, alive) -> Optional[guardian.Action]:
+        """The first queued balancer action of ``pc`` that has not taken effect yet; the queue
+        is dropped once every action took effect or when the next one no longer applies."""
+        q = self.lb_queue[pc.pid]
+        while q:
+            state = _lb_state(pc, q[0], alive)
+            if state == "done":
+                q.pop(0)
+                continue
+            if state == "ready":
+                return q[0]
+            logger.info("balancer proposals of {} discarded: {} of {} no longer applies",
+                        pc.pid, q[0].type, q[0].node)
+            break
+        del self.lb_queue[pc.pid]
+        return None
+
+    def propose_balancer(self, req):
+        """RPC_CM_PROPOSE_BALANCER (meta.md §4.10). Returns ``(response, proposals)``: with
+        ``force`` the proposals to send now, else the actions are queued for the cure."""
+        resp = _ma().configuration_balancer_response
+        pid = req.gpid
+        app = self.apps.get(pid.app_id) if pid is not None else None
+        if app is None:
+            return resp(err=errors.ERR_APP_NOT_EXIST), []
+        if app.status != AS_AVAILABLE or not (0 <= pid.partition_index < app.partition_count):
+            return resp(err=errors.ERR_INVALID_PARAMETERS), []
+        pc = app.partitions[pid.partition_index]
+        actions = []
+        for a in req.action_list or []:
+            target = a.target if a.target is not None and not a.target.is_invalid else None
+            if target is None:
+                if pc.primary.is_invalid:
+                    return resp(err=errors.ERR_INVALID_PARAMETERS), []
+                target = pc.primary
+            actions.append(guardian.Action(a.type, target, a.node or INVALID_ADDRESS,
+                                           "proposed"))
+        if req.force:
+            return resp(err=errors.ERR_OK), [Proposal(a.target, _ma().configuration_update_request(
+                info=app.to_thrift(), config=pc.to_thrift(), type=a.type, node=a.node,
+                host_node=INVALID_ADDRESS)) for a in actions]
+        if pc.pid in self.lb_queue or not actions:
+            return resp(err=errors.ERR_INVALID_PARAMETERS), []
+        self.lb_queue[pc.pid] = actions
+        return resp(err=errors.ERR_OK), []
 
     def _choose_primary(self, pc: PartitionConfig, alive) -> Optional[RpcAddress]:
         """(Single-replica tables.) A secondary if one is alive; else, for a partition that
@@ -729,6 +853,10 @@ class MetaState:
                                                               old_level=old)
             self.store.set("/meta/function_level", str(lvl).encode())
             self.level = lvl
+            if lvl <= FL_STEADY and self.lb_queue:
+                logger.info("meta level fl_{}: {} partitions' balancer proposals discarded",
+                            LEVEL_NAMES[lvl], len(self.lb_queue))
+                self.lb_queue.clear()
             logger.info("meta function level set to fl_{}", LEVEL_NAMES[lvl])
         return ma.configuration_meta_control_response(err=errors.ERR_OK, old_level=old)
 
@@ -796,10 +924,13 @@ class MetaState:
         keys = ["meta_servers", "primary_meta_server", "zookeeper_hosts", "zookeeper_root",
                 "meta_function_level", "balance_operation_count", "primary_replica_count_stddev",
                 "total_replica_count_stddev", "cluster_name"]
-        values = [meta_list, leader, "", "/pegasus/" + self.config.replication.cluster_name,
+        ms = self.config.meta_server
+        zk = ms.meta_state_service_type == "meta_state_service_zookeeper"
+        values = [meta_list, leader, self.config.zookeeper.hosts_list if zk else "",
+                  ms.cluster_root if zk else "/pegasus/" + self.config.replication.cluster_name,
                   LEVEL_NAMES.get(level, "freezed"),
-                  _json.dumps({"copy_pri": 0, "copy_sec": 0, "move_pri": 0, "total": 0},
-                              indent=4),
+                  _json.dumps({k: self.balance_ops[k]
+                               for k in ("copy_pri", "copy_sec", "move_pri", "total")}, indent=4),
                   "%.2f" % _stddev([v for v in prim.values() if v]),
                   "%.2f" % _stddev([v for v in total.values() if v]),
                   self.config.replication.cluster_name]

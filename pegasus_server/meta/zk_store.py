@@ -245,10 +245,14 @@ class ZkLeaderLock:
             return None
         return names[0] if names else None
 
-    def release(self) -> None:
-        """Give the lock up (step down). Safe to call when not held."""
+    def release(self) -> bool:
+        """Give the lock up (step down). Safe to call when not held. True once our contender
+        node is gone (deleted now, or never there); False when ZooKeeper could not be reached:
+        if our session outlives the outage the node is still there and would block every
+        contender, so call again."""
         self._held = False
         self._release_quietly()
+        return not self._lock.is_acquired
 
     def _release_quietly(self) -> None:
         timer = gevent.Timeout(self.store.timeout)

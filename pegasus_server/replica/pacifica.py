@@ -43,7 +43,7 @@ REMOVE requests leave the queue together as one mutation (up to ``batch_max_coun
 ``batch_max_bytes``); any other request gets its own mutation.
 
 Deliberate simplifications: no disk-status / throttling / ACL admission (those live in the
-driver); CT_DOWNGRADE_TO_SECONDARY and split/bulk-load/duplication hooks are not handled here.
+driver); split/bulk-load/duplication hooks are not handled here.
 
 Must not import gevent, socket, time, rocksdict, thrift or storage code.
 """
@@ -56,6 +56,7 @@ from typing import Any, Dict, Optional, Tuple
 from pegasus_server import errors as E
 from pegasus_server.replica.events import (
     CT_ADD_SECONDARY, CT_ADD_SECONDARY_FOR_LB, CT_ASSIGN_PRIMARY, CT_DOWNGRADE_TO_INACTIVE,
+    CT_DOWNGRADE_TO_SECONDARY,
     CT_PRIMARY_FORCE_UPDATE_BALLOT, CT_REMOVE, CT_UPGRADE_TO_PRIMARY, CT_UPGRADE_TO_SECONDARY,
     LEARNING_FAILED, LEARNING_INVALID, LEARNING_SUCCEEDED, LEARNING_WITH_PREPARE,
     LEARNING_WITHOUT_PREPARE, LT_APP, LT_CACHE, LT_LOG, PS_ERROR, PS_INACTIVE, PS_POTENTIAL_SECONDARY,
@@ -851,6 +852,14 @@ class ReplicaCore:
             return out
         if t in (CT_ADD_SECONDARY, CT_ADD_SECONDARY_FOR_LB):
             self._add_learner(now, out, p.node, t == CT_ADD_SECONDARY_FOR_LB)
+        elif t == CT_DOWNGRADE_TO_SECONDARY:
+            # the balancer moves the primary role (§8): this primary becomes a secondary of a
+            # configuration without primary; the meta then upgrades another secondary
+            if p.node == self.me:
+                cur = self._membership_now()
+                new = replace(cur, ballot=self.ballot + 1, primary=None,
+                              secondaries=tuple(cur.secondaries) + (self.me,))
+                self._propose(now, out, t, self.me, new)
         elif t in (CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE):
             if p.node in self.pc.learners:
                 self._remote_failure(now, out, p.node)

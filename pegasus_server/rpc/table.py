@@ -65,9 +65,23 @@ class TableClient:
             return
         raise last or RpcError(errors.ERR_NETWORK_FAILURE, "no meta answered")
 
+    def _refresh_until_known(self) -> None:
+        """The first resolution of the table, retried until ``timeout`` while no meta leads
+        (every meta forwards) or none answers (a meta failover)."""
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                self.refresh()
+                return
+            except RpcError as e:
+                if e.err not in RETRY_ERRORS and e.err != errors.ERR_FORWARD_TO_OTHERS or \
+                        time.time() + 0.2 > deadline:
+                    raise
+            gevent.sleep(0.2)
+
     def partition_of(self, hash_key: bytes, sort_key: bytes = b"") -> int:
         if not self.partition_count:
-            self.refresh()
+            self._refresh_until_known()
         h = keys.crc64(hash_key if hash_key else sort_key)
         return h % self.partition_count
 
@@ -76,7 +90,7 @@ class TableClient:
         delay = 0.05
         while True:
             if not self.partitions:
-                self.refresh()
+                self._refresh_until_known()
             pc = self.partitions[pidx]
             try:
                 if pc.primary.is_invalid:

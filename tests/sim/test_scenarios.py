@@ -383,3 +383,47 @@ def test_ddd_ignores_a_sync_sent_before_the_drop_and_delivered_after(make_sim):
     _heal_and_check(sim)
     assert sim.meta_config(G0).primary == p
     assert len(sim.client.acked) >= acked
+
+
+def _placement(sim):
+    prim, total = {a: 0 for a in sim.nodes}, {a: 0 for a in sim.nodes}
+    for g in sim.gpids():
+        pc = sim.meta_config(g)
+        prim[pc.primary] += 1
+        for a in pc.members():
+            total[a] += 1
+    return prim, total
+
+
+def test_balancer_spreads_onto_a_new_node_under_writes(make_sim):
+    """meta.md §2.4 / replication.md §8: a node joins a cluster whose partitions all live on
+    the other three; at fl_lively the balancer moves primaries (downgrade + upgrade) and copies
+    secondaries (add for LB + remove) until every node holds its share, with writes going on
+    and every invariant checked at every step."""
+    sim = make_sim(seed=21, nodes=4, partitions=8)
+    newcomer = sorted(sim.nodes)[-1]
+    sim.crash(newcomer)                          # never beaconed: everything goes to 3 nodes
+    _ready(sim)
+    prim, total = _placement(sim)
+    assert prim[newcomer] == total[newcomer] == 0
+    sim.restart(newcomer)
+    sim.run_until(lambda: newcomer in sim.meta.state.alive_nodes(), 30, "the new node alive")
+    sim.run_for(15)                              # fl_steady: the plan is only counted
+    assert _placement(sim)[1][newcomer] == 0
+    assert sim.meta.state.balance_ops["total"] > 0
+    sim.meta.state.control_meta(thrift.meta_admin.configuration_meta_control_request(level=500))
+
+    def balanced():
+        if not sim.all_healthy() or sim.meta.state.lb_queue:
+            return False
+        p, t = _placement(sim)
+        return max(p.values()) - min(p.values()) <= 1 and max(t.values()) - min(t.values()) <= 1
+    deadline = sim.now + 600
+    while not balanced():
+        assert sim.now < deadline, f"not balanced after 600 s\n{sim.describe()}"
+        _writes(sim, 5, gap=0.2)
+    prim, total = _placement(sim)
+    assert prim == {a: 2 for a in sim.nodes} and total == {a: 6 for a in sim.nodes}
+    _heal_and_check(sim)
+    assert sim.checker.max_serving == 1
+    assert sim.meta.state.balance_ops["total"] == 0     # a later round finds nothing to do
