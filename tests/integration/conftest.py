@@ -30,13 +30,24 @@ class Cluster:
             self.box.stop_instance(role, idx, kill=True)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("onebox"))
+def running_cluster(base, metas):
+    """A started onebox of ``metas`` metas and three replica servers in ``base``, stopped
+    when the generator closes (the body of the module fixtures)."""
     c = Cluster(base)
-    out = c.run("start", "-m", "1", "-r", "3", "--wait", "120", check=False)
+    out = c.run("start", "-m", str(metas), "-r", "3", "--wait", "120", check=False)
     if out.returncode != 0:
         c.run("stop", check=False)
         pytest.fail(f"onebox did not start:\n{out.stdout}\n{out.stderr}")
     yield c
     c.run("stop", check=False)
+
+
+def assert_all_readable(table_client, acked):
+    """Every acknowledged write ``{hash_key: value}`` (empty sort key) reads back."""
+    missing = [(k, v) for k, v in acked.items() if table_client.get(k, b"") != (0, v)]
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from running_cluster(str(tmp_path_factory.mktemp("onebox")), 1)
