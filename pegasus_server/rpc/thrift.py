@@ -9,7 +9,8 @@ STRUCT tag (12) followed by a bare, non-struct payload (protocol.md §2.2). thri
 (pure Python and Cython alike) are schema-driven from ``thrift_spec`` with no per-type hook, so they
 can only write such a field as a real struct and would skip it on read, desynchronising the
 stream. We therefore keep thriftpy2 as the IDL parser and class factory and compile, once per
-struct, a reader and a writer from its ``thrift_spec`` (closures over ``struct.Struct`` packers).
+struct, a reader and a writer from its ``thrift_spec``: Python source generated per struct, with
+scalars, blobs and strings unrolled inline (see "Struct readers and writers" below).
 thriftpy2 does not record ``optional``; we read that keyword from our own IDL text.
 
 Python values of the placeholder types: blob -> bytes, error_code / task_code -> str (the name),
@@ -396,76 +397,173 @@ def _field_type_spec(fspec) -> Any:
     return (t, extra)
 
 
-def _zero_for(spec, default):
-    """What a non-optional field holding None is written as."""
-    if default is not None:
-        return default
-    t, extra = _split(spec)
-    if t in (T_STRUCT,) and placeholder_name(extra) is None:
-        return extra()
-    return None  # scalar / placeholder / container writers accept None as zero
+# Struct readers and writers are generated Python source, one function per struct, compiled once
+# (``compile`` + ``exec``): the fields' wire forms are unrolled into straight-line code, scalars,
+# blobs and strings are read and written inline, and only nested structs and containers are
+# separate calls. Behaviour is that of the field-by-field interpretation they replace (same
+# bytes, same defaults, same errors); the generic closures above remain for containers and the
+# top-level value of an RPC.
+
+# scalars read inline: type -> (its struct.Struct's name, size)
+_INLINE_READ = {
+    T_BOOL: (None, 1),
+    T_BYTE: ("_I8", 1), T_I16: ("_I16", 2), T_I32: ("_I32", 4), T_I64: ("_I64", 8),
+    T_DOUBLE: ("_DBL", 8),
+}
+_INLINE_BYTES = {  # (type, placeholder name) -> how the raw bytes ``raw`` become the value
+    (T_BINARY, None): "v = raw",
+    (T_STRING, None): "v = raw.decode('utf-8', 'surrogateescape')",
+    (T_STRUCT, "blob"): "v = raw",
+    (T_STRUCT, "error_code"): "v = raw.decode('ascii', 'replace')",
+    (T_STRUCT, "task_code"): "v = raw.decode('ascii', 'replace')",
+}
+_PACKERS = {T_BYTE: "_I8", T_I16: "_I16", T_I32: "_I32", T_I64: "_I64", T_DOUBLE: "_DBL"}
+_CODEGEN_NS = {"_I8": _I8, "_I16": _I16, "_I32": _I32, "_I64": _I64, "_DBL": _DBL,
+               "_unpack_i32": _unpack_i32, "_pack_i32": _pack_i32, "ProtocolError": ProtocolError}
+_compiling: Dict[Any, Any] = {}   # structs whose function is being generated -> stand-in
+
+
+def _nested(spec, table: dict, kind: str) -> str:
+    """The name under which a generated function calls the reader/writer of ``spec``."""
+    name = f"_{kind}{len(table)}"
+    fn = (reader_for if kind == "r" else writer_for)(spec)
+    table[name] = fn
+    return name
+
+
+def _compile(src: str, ns: dict, fname: str, label: str):
+    code = compile(src, f"<thrift {label}>", "exec")
+    exec(code, ns)
+    return ns[fname]
+
+
+def _generated(table: dict, cls, generate):
+    """The generated function of struct ``cls`` (``generate(cls)``). A struct met again while
+    its own function is being generated (a type that contains itself) gets a stand-in that
+    calls the finished function through ``table`` (``_readers`` / ``_writers``)."""
+    spec = (T_STRUCT, cls)
+    key = (id(table), spec)
+    stand_in = _compiling.get(key)
+    if stand_in is not None:
+        return stand_in
+    _compiling[key] = lambda a, b: table[spec](a, b)
+    try:
+        return generate(cls)
+    finally:
+        del _compiling[key]
 
 
 def _struct_writer(cls) -> Writer:
-    fields = []
+    return _generated(_writers, cls, _generate_writer)
+
+
+def _struct_reader(cls) -> Reader:
+    return _generated(_readers, cls, _generate_reader)
+
+
+def _generate_writer(cls) -> Writer:
     defaults = dict(cls.default_spec) if hasattr(cls, "default_spec") else {}
+    ns = dict(_CODEGEN_NS, _cls=cls, _TypeError=TypeError)
+    lines = ["def w_struct(b, obj):",
+             "    if obj.__class__ is not _cls and not isinstance(obj, _cls):",
+             "        raise _TypeError(f'expected {_cls.__name__}, got {type(obj).__name__}')"]
     for fid in sorted(cls.thrift_spec):
         fspec = cls.thrift_spec[fid]
         name = fspec[1]
         tspec = _field_type_spec(fspec)
-        header = _FIELD.pack(wire_type(tspec), fid)
-        optional = is_optional(cls, fid)
-        fields.append((name, header, optional, tspec, defaults.get(name)))
-    compiled = []
+        t, extra = _split(tspec)
+        ph = placeholder_name(extra) if t == T_STRUCT else None
+        header = f"_H{fid & 0xFFFF}"
+        ns[header] = _FIELD.pack(wire_type(tspec), fid)
+        lines.append(f"    v = getattr(obj, {name!r}, None)")
+        lines.append("    if v is None:")
+        dflt = defaults.get(name)
+        if is_optional(cls, fid):
+            lines.append("        pass")
+            lines.append("    else:")
+        elif dflt is not None:
+            ns[f"_D{fid & 0xFFFF}"] = dflt
+            lines.append(f"        v = _D{fid & 0xFFFF}")
+        elif t == T_STRUCT and ph is None:
+            ns[f"_C{fid & 0xFFFF}"] = extra
+            lines.append(f"        v = _C{fid & 0xFFFF}()")
+        else:
+            lines.append("        pass")      # the writers below take None as zero
+        ind = "        " if is_optional(cls, fid) else "    "
+        lines.append(f"{ind}b += {header}")
+        if t == T_BOOL:
+            lines.append(f"{ind}b.append(1 if v else 0)")
+        elif t in _PACKERS:
+            lines.append(f"{ind}b += {_PACKERS[t]}.pack(v or 0)")
+        elif t in (T_STRING, T_BINARY) or ph == "blob":
+            enc = "v.encode()" if ph == "blob" else "v.encode('utf-8', 'surrogateescape')"
+            lines.append(f"{ind}if v is None:")
+            lines.append(f"{ind}    v = b''")
+            lines.append(f"{ind}elif isinstance(v, str):")
+            lines.append(f"{ind}    v = {enc}")
+            lines.append(f"{ind}b += _pack_i32(len(v))")
+            lines.append(f"{ind}b += v")
+        else:
+            w = _nested(tspec, ns, "w")
+            lines.append(f"{ind}{w}(b, v)")
+    lines.append("    b.append(0)")
+    return _compile("\n".join(lines) + "\n", ns, "w_struct", f"writer {cls.__name__}")
 
-    def w_struct(b, obj):
-        if obj.__class__ is not cls and not isinstance(obj, cls):
-            raise TypeError(f"expected {cls.__name__}, got {type(obj).__name__}")
-        if not compiled:
-            for name, header, optional, tspec, dflt in fields:
-                compiled.append((name, header, optional, writer_for(tspec), tspec, dflt))
-        for name, header, optional, fw, tspec, dflt in compiled:
-            v = getattr(obj, name, None)
-            if v is None:
-                if optional:
-                    continue
-                v = _zero_for(tspec, dflt)
-            b += header
-            fw(b, v)
-        b.append(0)
-    return w_struct
 
-
-def _struct_reader(cls) -> Reader:
-    table: Dict[Tuple[int, int], Tuple[str, Any]] = {}
-    for fid, fspec in cls.thrift_spec.items():
+def _generate_reader(cls) -> Reader:
+    names = [n for n, _ in getattr(cls, "default_spec", ())]
+    ns = dict(_CODEGEN_NS, _cls=cls, skip=skip)
+    init = cls.__init__.__defaults__ or ()
+    for i, d in enumerate(init):
+        ns[f"_D{i}"] = d
+    local = {n: f"f{i}" for i, n in enumerate(names)}
+    lines = ["def r_struct(buf, pos):", "    end = len(buf)"]
+    lines += [f"    f{i} = _D{i}" for i in range(len(names))]
+    lines += ["    while True:",
+              "        if pos >= end:",
+              f"            raise ProtocolError({'truncated struct ' + cls.__name__!r})",
+              "        tag = buf[pos]",
+              "        if tag == 0:",
+              f"            return _cls({', '.join(local[n] for n in names)}), pos + 1",
+              "        if pos + 3 > end:",
+              f"            raise ProtocolError({'truncated field header in ' + cls.__name__!r})",
+              "        fid = _I16.unpack_from(buf, pos + 1)[0]",
+              "        pos += 3"]
+    first = True
+    for fid in sorted(cls.thrift_spec):
+        fspec = cls.thrift_spec[fid]
         tspec = _field_type_spec(fspec)
-        table[(fid, wire_type(tspec))] = (fspec[1], tspec)
-    compiled: Dict[Tuple[int, int], Tuple[str, Reader]] = {}
-
-    def r_struct(buf, pos):
-        if not compiled:
-            for k, (name, tspec) in table.items():
-                compiled[k] = (name, reader_for(tspec))
-        obj = cls()
-        end = len(buf)
-        while True:
-            if pos >= end:
-                raise ProtocolError(f"truncated struct {cls.__name__}")
-            tag = buf[pos]
-            if tag == 0:
-                return obj, pos + 1
-            if pos + 3 > end:
-                raise ProtocolError(f"truncated field header in {cls.__name__}")
-            fid = _I16.unpack_from(buf, pos + 1)[0]
-            pos += 3
-            ent = compiled.get((fid, tag))
-            if ent is None:
-                pos = skip(buf, pos, tag)
+        t, extra = _split(tspec)
+        ph = placeholder_name(extra) if t == T_STRUCT else None
+        var = local[fspec[1]]
+        kw = "if" if first else "elif"
+        first = False
+        lines.append(f"        {kw} fid == {fid} and tag == {wire_type(tspec)}:")
+        i = "            "
+        if t in _INLINE_READ:
+            how, size = _INLINE_READ[t]
+            if t == T_BOOL:
+                lines.append(f"{i}{var} = buf[pos] != 0")
             else:
-                v, pos = ent[1](buf, pos)
-                setattr(obj, ent[0], v)
-    return r_struct
+                lines.append(f"{i}if pos + {size} > end:")
+                lines.append(f"{i}    raise ProtocolError('truncated value')")
+                lines.append(f"{i}{var} = {how}.unpack_from(buf, pos)[0]")
+            lines.append(f"{i}pos += {size}")
+        elif (t, ph) in _INLINE_BYTES:
+            lines.append(f"{i}n = _unpack_i32(buf, pos)[0]")
+            lines.append(f"{i}pos += 4")
+            lines.append(f"{i}if n < 0 or pos + n > end:")
+            lines.append(f"{i}    raise ProtocolError(f'bad blob length {{n}}')")
+            lines.append(f"{i}raw = bytes(buf[pos:pos + n])")
+            lines.append(f"{i}pos += n")
+            lines.append(f"{i}{_INLINE_BYTES[(t, ph)]}")
+            lines.append(f"{i}{var} = v")
+        else:
+            r = _nested(tspec, ns, "r")
+            lines.append(f"{i}{var}, pos = {r}(buf, pos)")
+    lines.append("        else:" if not first else "        if True:")
+    lines.append("            pos = skip(buf, pos, tag)")
+    return _compile("\n".join(lines) + "\n", ns, "r_struct", f"reader {cls.__name__}")
 
 
 def skip(buf, pos: int, tag: int, depth: int = 0) -> int:
