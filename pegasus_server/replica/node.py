@@ -121,6 +121,7 @@ class Replica:
         self.log = log
         self.core = core
         self.inactive_since = now
+        self.flushed_at = now            # storage last flushed (or opened)
 
     @property
     def data_dir(self) -> str:
@@ -217,6 +218,7 @@ class ReplicaNode:
         self._learn_seq = 0
         self._last_apply: Tuple[Optional[Gpid], int, list] = (None, 0, [])
         self._threadpool_appends = rc.plog_force_flush
+        self._flusher: Optional[Tuple[gevent.Greenlet, StorageApp]] = None
         self._loops: List[gevent.Greenlet] = []
         self._register()
 
@@ -320,6 +322,7 @@ class ReplicaNode:
             out[str(g)] = {"status": ev.STATUS_NAMES[c.status], "ballot": c.ballot,
                            "last_committed_decree": c.last_committed_decree,
                            "last_prepared_decree": c.last_prepared_decree,
+                           "last_durable_decree": r.storage.last_durable_decree,
                            "primary": str(c.primary) if c.primary else "",
                            "learner_status": c.learner_status}
         for g, (b, lcd, lpd) in sorted(self.closed.items()):
@@ -432,6 +435,7 @@ class ReplicaNode:
                                      c.last_prepared_decree)
             if c.status == ev.PS_PRIMARY:
                 self._perform(rep, c.on_meta_disconnected(self.now()))   # answers the queue
+            self._wait_flush(rep.storage)
             rep.storage.close()
             rep.log.close()
         if remove:
@@ -548,9 +552,10 @@ class ReplicaNode:
     def _open_storage(self, gpid: Gpid, data_dir: str, app: App) -> StorageApp:
         rc = self.config.replication
         return StorageApp.open(data_dir, gpid, engine=rc.storage_engine, envs=dict(app.envs),
-                               server=self.server_text, sync=rc.rocksdb_wal_sync)
+                               server=self.server_text, disable_wal=True)
 
     def _reset_storage(self, rep: Replica, checkpoint_dir: Optional[str]) -> None:
+        self._wait_flush(rep.storage)
         rep.storage.close()
         if checkpoint_dir is None:
             logger.info("replica {}: storage wiped to learn from scratch", rep.gpid)
@@ -992,17 +997,68 @@ class ReplicaNode:
         self.messenger.sweep()
 
     def _checkpoint_all(self) -> None:
-        """Drop private-log files below the applied decree. The storage keeps RocksDB's own
-        write-ahead log (flushed the same way as the private log, per ``rocksdb_wal_sync``), so
-        every applied mutation survives a crash without the private log; no memtable flush is
-        forced here (a synchronous flush of every replica stalled the executor for up to a
-        second)."""
+        """Drop private-log files below each replica's durable decree (what its storage has
+        flushed: storage runs without RocksDB's write-ahead log, the private log is the WAL and
+        replays the rest after a crash) and prune old learning checkpoints."""
         for rep in list(self.replicas.values()):
             try:
-                rep.log.gc(rep.storage.last_committed_decree)
+                rep.log.gc(rep.storage.last_durable_decree)
                 self._prune_checkpoints(rep)
             except Exception:
                 logger.exception("replica {}: checkpoint round failed", rep.gpid)
+
+    # ------------------------------------------------------------------ storage flushes
+    def _flush_round(self) -> None:
+        """Start flushing the storage of the replica furthest behind its durable decree, when
+        it is ``max_unflushed_mutations`` behind (what a restart would replay from the private
+        log) or has applied anything in ``checkpoint_interval_seconds``. One flush at a time
+        per node, in a worker thread while writes go on."""
+        if self._flusher is not None:
+            return
+        rc = self.config.replication
+        now = self.now()
+        due = None
+        for rep in self.replicas.values():
+            st = rep.storage
+            behind = st.last_committed_decree - st.last_durable_decree
+            if behind >= rc.max_unflushed_mutations or \
+                    (behind > 0 and now - rep.flushed_at >= rc.checkpoint_interval_seconds):
+                if due is None or behind > due[0]:
+                    due = (behind, rep)
+        if due is None:
+            return
+        rep = due[1]
+        if not rep.storage.concurrent_flush:
+            self._flush_storage(rep, rep.storage)
+            return
+        self._flusher = (gevent.spawn(self._flush_storage, rep, rep.storage), rep.storage)
+
+    def _flush_storage(self, rep: Replica, storage: StorageApp) -> None:
+        try:
+            if storage.concurrent_flush:
+                gevent.get_hub().threadpool.apply(storage.flush)
+            else:
+                storage.flush()
+        except Exception:
+            logger.exception("replica {}: storage flush failed", rep.gpid)
+        finally:
+            self.post(self._on_flushed, rep, storage)
+
+    def _on_flushed(self, rep: Replica, storage: StorageApp) -> None:
+        if self._flusher is not None and self._flusher[1] is storage:
+            self._flusher = None
+        rep.flushed_at = self.now()
+        if self.replicas.get(rep.gpid) is rep and rep.storage is storage:
+            try:
+                rep.log.gc(storage.last_durable_decree)
+            except Exception:
+                logger.exception("replica {}: private log collection failed", rep.gpid)
+
+    def _wait_flush(self, storage: StorageApp) -> None:
+        """Before ``storage`` is closed: let a flush running on it finish."""
+        f = self._flusher
+        if f is not None and f[1] is storage:
+            f[0].join()
 
     def _every(self, interval: float, fn, jitter: bool = False) -> None:
         while True:
@@ -1030,6 +1086,7 @@ class ReplicaNode:
             gevent.spawn(self._every, rc.config_sync_interval_ms / 1000.0, self._config_sync),
             gevent.spawn(self._every, 1.0, self._housekeeping),
             gevent.spawn(self._every, rc.checkpoint_interval_seconds, self._checkpoint_all),
+            gevent.spawn(self._every, 1.0, self._flush_round),
         ]
         if rc.expired_record_sweep_interval_seconds > 0:
             self._loops.append(gevent.spawn(self._every, rc.expired_record_sweep_interval_seconds,
@@ -1040,6 +1097,8 @@ class ReplicaNode:
     def stop(self) -> None:
         for g in self._loops:
             g.kill()
+        if self._flusher is not None:
+            self._flusher[0].join()
         self.server.stop()
         self.messenger.close()
         self.client.close()

@@ -303,11 +303,17 @@ class StorageApp:
     # ------------------------------------------------------------------ durability
 
     def flush(self) -> int:
-        """Flush the engine; returns the decree now durable."""
+        """Flush the engine; returns a decree now durable (at least this one). When
+        ``concurrent_flush`` is true this may run in a worker thread while writes go on."""
         decree = self._last_committed_decree
         self.engine.flush()
-        self._last_durable_decree = decree
+        if decree > self._last_durable_decree:
+            self._last_durable_decree = decree
         return decree
+
+    @property
+    def concurrent_flush(self) -> bool:
+        return self.engine.concurrent_flush
 
     def checkpoint(self) -> Tuple[int, str]:
         """Write ``<data_dir>/checkpoint.<decree>`` (replaced if present); returns

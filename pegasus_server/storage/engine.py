@@ -147,9 +147,13 @@ class Engine(abc.ABC):
     def approximate_size(self) -> int:
         """Rough number of bytes of user data (data family), for stats and balancing."""
 
+    #: True when ``flush`` may run in another thread while this one keeps writing
+    concurrent_flush = False
+
     @abc.abstractmethod
     def flush(self) -> None:
-        """Make every applied batch durable (memtables to files)."""
+        """Make every applied batch durable (memtables to files), both families at one point:
+        what was written before the call is durable when it returns."""
 
     @abc.abstractmethod
     def checkpoint(self, directory: str) -> None:

@@ -7,9 +7,14 @@ RocksDB's default bytewise comparator), and maps write batches, cursors, flush, 
 size estimates onto it.
 
 Durability is an explicit constructor choice: ``disable_wal=False`` (default) keeps RocksDB's WAL
-so applied batches survive a SIGKILL (needed until our own mutation log exists); ``sync=True``
-additionally fsyncs the WAL on every write. Upstream runs with the WAL disabled because its
-replication log replays lost writes (data-operations.md §4.4).
+so applied batches survive a SIGKILL; ``sync=True`` additionally fsyncs the WAL on every write.
+The replica server opens its storage with ``disable_wal=True``, as upstream (replication.md
+§4.1): its private log is the write-ahead log, and what is not flushed yet is replayed from it.
+That needs a flush that persists both column families at one point (the last applied decree in
+``CF_META`` must describe exactly the data in ``CF_DATA``): the DB is opened with
+``atomic_flush``, so RocksDB's own memtable-full flushes cover both families together, and
+``flush`` goes through a checkpoint (``CreateCheckpoint`` flushes every family atomically; the
+rocksdict flush call covers one family only, and two of them would not be one point in time).
 
 Cursor bounds are enforced here rather than through ``ReadOptions`` bounds, because rocksdict
 encodes ``ReadOptions`` bound keys in its non-raw format.
@@ -19,6 +24,7 @@ Must not import gevent or thriftpy2; depends only on ``storage.engine``.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Optional
 
 import rocksdict
@@ -26,12 +32,14 @@ import rocksdict
 from .engine import CF_DATA, CF_META, Cursor, Engine, EngineClosed, EngineError, WriteBatch
 
 ROCKS_CF_NAMES = {CF_DATA: "default", CF_META: "pegasus_meta_cf"}
+FLUSH_TMP_SUFFIX = ".flush.tmp"   # beside the DB: the checkpoint ``flush`` makes and removes
 
 
 def _options() -> "rocksdict.Options":
     opt = rocksdict.Options(raw_mode=True)
     opt.create_if_missing(True)
     opt.create_missing_column_families(True)
+    opt.set_atomic_flush(True)      # every flush persists both families at the same point
     return opt
 
 
@@ -119,6 +127,8 @@ class _RocksCursor(Cursor):
 class RocksEngine(Engine):
     """One RocksDB instance at ``path`` (created if missing) with both column families."""
 
+    concurrent_flush = True
+
     def __init__(self, path: str, *, disable_wal: bool = False, sync: bool = False) -> None:
         if disable_wal and sync:
             raise ValueError("sync=True needs the WAL")
@@ -126,6 +136,7 @@ class RocksEngine(Engine):
         self.disable_wal = disable_wal
         self.sync = sync
         os.makedirs(path, exist_ok=True)
+        shutil.rmtree(path.rstrip(os.sep) + FLUSH_TMP_SUFFIX, ignore_errors=True)  # a crash's
         try:
             self._db = rocksdict.Rdict(
                 path, _options(), column_families={ROCKS_CF_NAMES[CF_META]: _options()}
@@ -188,12 +199,18 @@ class RocksEngine(Engine):
         return total
 
     def flush(self) -> None:
+        """Persist both families atomically. Safe while another thread writes (rocksdict
+        releases the interpreter lock while RocksDB flushes, so callers run it in a worker
+        thread)."""
         self._cf(CF_DATA)
+        tmp = self.path.rstrip(os.sep) + FLUSH_TMP_SUFFIX
+        shutil.rmtree(tmp, ignore_errors=True)
         try:
-            self._db.flush(True)
-            self._cfs[CF_META].flush(True)
+            rocksdict.Checkpoint(self._db).create_checkpoint(tmp)
         except Exception as e:
             raise EngineError(f"rocksdb flush failed: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def checkpoint(self, directory: str) -> None:
         self._cf(CF_DATA)

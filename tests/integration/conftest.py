@@ -30,11 +30,13 @@ class Cluster:
             self.box.stop_instance(role, idx, kill=True)
 
 
-def running_cluster(base, metas):
-    """A started onebox of ``metas`` metas and three replica servers in ``base``, stopped
-    when the generator closes (the body of the module fixtures)."""
+def running_cluster(base, metas, *settings):
+    """A started onebox of ``metas`` metas and three replica servers in ``base`` (config
+    ``settings``: "section.key=value"), stopped when the generator closes (the body of the
+    module fixtures)."""
     c = Cluster(base)
-    out = c.run("start", "-m", str(metas), "-r", "3", "--wait", "120", check=False)
+    extra = [a for s in settings for a in ("--set", s)]
+    out = c.run("start", "-m", str(metas), "-r", "3", "--wait", "120", *extra, check=False)
     if out.returncode != 0:
         c.run("stop", check=False)
         pytest.fail(f"onebox did not start:\n{out.stdout}\n{out.stderr}")

@@ -1,29 +1,74 @@
-"""Crash test: acknowledged writes survive SIGKILL of every server process."""
+"""Crash test: acknowledged writes survive SIGKILL of every server process.
+
+Storage runs without RocksDB's write-ahead log (the private log is the WAL): the default
+cluster's replicas never flush during the test, so every write comes back from the private
+log (test_crash_flushed.py: storage flushed part of the way, the log collected below).
+"""
+import json
+import os
+import time
+import urllib.request
 
 from gevent.pool import Pool
 
 from pegasus_server.rpc.table import TableClient
 
-from onebox import META_BASE_PORT  # tools/, on the path via conftest
+from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
 
 META_TEXT = f"127.0.0.1:{META_BASE_PORT + 1}"
 
 
 def test_acknowledged_writes_survive_sigkill_of_every_process(cluster):
+    write_kill_restart_read(cluster, 3000, b"value-%d")
+
+
+def _durable_decrees():
+    out = {}
+    for i in range(1, 4):
+        url = f"http://127.0.0.1:{REPLICA_BASE_PORT + i}/replicas"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            for gpid, rep in json.load(r).items():
+                out[(i, gpid)] = rep.get("last_durable_decree", 0)
+    return out
+
+
+def _collected_logs(cluster):
+    """Replicas of temp whose first private-log file is gone."""
+    out = []
+    for root, _, files in os.walk(cluster.base):
+        if os.path.basename(root) == "plog" and "/2." in root:
+            idx = [int(f.split(".")[1]) for f in files if f.startswith("log.")]
+            if idx and min(idx) > 1:
+                out.append(root)
+    return out
+
+
+def write_kill_restart_read(cluster, count, value, flushed=False):
     t = TableClient([META_TEXT], "temp", timeout=30)
     acked = {}
 
     def write(i):
-        hk, sk, v = b"crash%05d" % i, b"s%d" % (i % 7), b"value-%d" % i
+        hk, sk, v = b"crash%05d" % i, b"s%d" % (i % 7), value % i
         resp = t.set(hk, sk, v)
         assert resp.error == 0
         acked[(hk, sk)] = v
 
     pool = Pool(32)
-    for i in range(3000):
+    for i in range(count):
         pool.spawn(write, i)
     pool.join(raise_error=True)
-    assert len(acked) == 3000
+    assert len(acked) == count
+    if flushed:
+        # every replica of temp flushes its storage (one flush at a time per node, a round
+        # a second); log files below the flushed decree are collected
+        deadline = time.monotonic() + 60
+        while True:
+            durable = _durable_decrees()
+            if all(d > 0 for (_, g), d in durable.items() if g.startswith("2.")) and \
+                    _collected_logs(cluster):
+                break
+            assert time.monotonic() < deadline, (durable, _collected_logs(cluster))
+            time.sleep(0.5)
     before = cluster.pids()
     cluster.kill_all()
     assert all(cluster.box.pid_of(*_split(n)) is None for n in before)
