@@ -57,18 +57,21 @@ import gevent
 import gevent.event
 from loguru import logger
 
-from pegasus_server import errors
+from pegasus_server import admin_http, errors
 from pegasus_server.base import Gpid, RpcAddress
 from pegasus_server.config import Config
 from pegasus_server.meta.model import App
+from pegasus_server.metrics import MetricsRegistry
 from pegasus_server.remote_command import CommandTable
 from pegasus_server.replica import events as ev
 from pegasus_server.replica import mutation as mu
 from pegasus_server.replica import nfs
 from pegasus_server.replica import wire
+from pegasus_server.replica.admin import ReplicaAdmin, denied, deny_policy
 from pegasus_server.replica.log_store import ReplicaLog
 from pegasus_server.replica.pacifica import Options, ReplicaCore
 from pegasus_server.replica.plog import PlogError, sync_policy
+from pegasus_server.replica.storage_jobs import StorageJobs
 from pegasus_server.rpc import catalogue, codec, thrift
 from pegasus_server.rpc.client import Messenger, RpcClient
 from pegasus_server.rpc.dispatch import DEFERRED, NO_REPLY, Dispatcher, HeaderError
@@ -122,6 +125,9 @@ class Replica:
         self.core = core
         self.inactive_since = now
         self.flushed_at = now            # storage last flushed (or opened)
+        self.plog_gc = True              # replica.disable-plog-gc turns it off
+        self.deny = deny_policy(app.envs)    # env replica.deny_client_request
+        self.counters: dict = {}         # storage RPC name -> request counter (ReplicaAdmin)
 
     @property
     def data_dir(self) -> str:
@@ -198,6 +204,9 @@ class ReplicaNode:
         self.client = RpcClient()
         self.messenger = Messenger(self.client)
         self.commands = CommandTable(self.start_time)
+        self.metrics = MetricsRegistry(rc.cluster_name, "replica", config.server.host,
+                                       config.server.port)
+        self.admin = ReplicaAdmin(self)
         self.dispatcher = Dispatcher()
         self.server = RpcServer(config.server.host, config.server.port, self.dispatcher,
                                 config.network.max_frame_bytes)
@@ -218,7 +227,7 @@ class ReplicaNode:
         self._learn_seq = 0
         self._last_apply: Tuple[Optional[Gpid], int, list] = (None, 0, [])
         self._threadpool_appends = rc.plog_force_flush
-        self._flusher: Optional[Tuple[gevent.Greenlet, StorageApp]] = None
+        self.jobs = StorageJobs(self)
         self._loops: List[gevent.Greenlet] = []
         self._register()
 
@@ -297,25 +306,10 @@ class ReplicaNode:
         self.nfs.register(d)
         d.register("RPC_CLI_CLI_CALL", lambda c, r, a: self.commands.call(a.cmd, a.arguments))
         d.register("RPC_QUERY_APP_INFO", self._on_query_app_info)
-        d.route("/version", lambda h: (200, "application/json", json.dumps(
-            {"Version": "pegasus-py", "GitCommit": ""})))
-        d.route("/replicas", lambda h: (200, "application/json", self._replicas_json()))
-        d.route("/", lambda h: (200, "application/json", json.dumps(sorted(d.routes))))
-        self.commands.register(("replica.query-app-envs",), "replica.query-app-envs [app_id]",
-                               "Query the envs of the replicas of a table on this node",
-                               self._cmd_app_envs)
-        self.commands.register(("replica.list",), "replica.list",
-                               "The replicas on this node: status, ballot, decrees",
-                               lambda args: self._replicas_json())
+        admin_http.register(d, self.config, self.start_time, self.metrics)
+        self.admin.register(d, self.commands)
 
-    def _cmd_app_envs(self, args):
-        out = {}
-        for g, r in sorted(self.replicas.items()):
-            if not args or str(g.app_id) == args[0]:
-                out[str(g)] = r.app.envs
-        return json.dumps(out, indent=4)
-
-    def _replicas_json(self) -> str:
+    def replicas_json(self) -> str:
         out = {}
         for g, r in sorted(self.replicas.items()):
             c = r.core
@@ -340,6 +334,15 @@ class ReplicaNode:
         if not rep.core.is_serving(self.now()):
             raise HeaderError(errors.ERR_INVALID_STATE)
         name = req.name
+        if self.admin.deny_client:
+            return NO_REPLY                  # replica.deny-client: the client times out
+        if rep.deny is not None:
+            refused = denied(rep.deny, name)
+            if refused == "timeout":
+                return NO_REPLY
+            if refused is not None:
+                raise HeaderError(refused)
+        self.admin.count(rep, name, req.body_length)
         if name == "RPC_RRDB_RRDB_CLEAR_SCANNER":
             rep.storage.clear_scanner(arg)
             return NO_REPLY   # D4: never answered
@@ -397,6 +400,7 @@ class ReplicaNode:
         rep = Replica(gpid, path, app, storage, log, core, now)
         rep.save()
         self.replicas[gpid] = rep
+        self.admin.opened(rep)
         self._perform(rep, core.on_lease(now, self.lease_until()))
         self._perform(rep, core.replay(now, log.mutations()))
         logger.info("replica {} opened at {} (ballot {}, storage decree {}, log {} mutations)",
@@ -435,9 +439,10 @@ class ReplicaNode:
                                      c.last_prepared_decree)
             if c.status == ev.PS_PRIMARY:
                 self._perform(rep, c.on_meta_disconnected(self.now()))   # answers the queue
-            self._wait_flush(rep.storage)
+            self.jobs.wait(rep.storage)
             rep.storage.close()
             rep.log.close()
+        self.admin.closed(gpid)
         if remove:
             self.closed.pop(gpid, None)
             shutil.rmtree(self._replica_path(gpid), ignore_errors=True)
@@ -449,6 +454,7 @@ class ReplicaNode:
         app = App.from_thrift(info)
         if app.envs != rep.app.envs:
             rep.storage.set_envs(dict(app.envs))
+            rep.deny = deny_policy(app.envs)
         if app != rep.app:
             rep.app = app
             rep.save()
@@ -474,6 +480,9 @@ class ReplicaNode:
                 m = e.mutation
                 resps = rep.storage.write_batch(m.decree, m.timestamp_us, _requests_of(m))
                 self._last_apply = (gpid, m.decree, resps)
+                if self.admin.verbose_commit_log:
+                    logger.info("replica {}: committed decree {} ({} updates)", gpid, m.decree,
+                                len(m.updates))
             elif t is ev.ReplyClient:
                 self._reply_clients(rep, e)
             elif t is ev.ReportToMeta:
@@ -555,7 +564,7 @@ class ReplicaNode:
                                server=self.server_text, disable_wal=True)
 
     def _reset_storage(self, rep: Replica, checkpoint_dir: Optional[str]) -> None:
-        self._wait_flush(rep.storage)
+        self.jobs.wait(rep.storage)
         rep.storage.close()
         if checkpoint_dir is None:
             logger.info("replica {}: storage wiped to learn from scratch", rep.gpid)
@@ -917,7 +926,8 @@ class ReplicaNode:
             last_committed_decree=r.core.last_committed_decree,
             last_prepared_decree=r.core.last_prepared_decree,
             last_durable_decree=r.storage.last_durable_decree, app_type=r.app.app_type,
-            disk_tag="") for g, r in sorted(self.replicas.items())]
+            disk_tag="", manual_compact_status=self.jobs.compact_status(r))
+            for g, r in sorted(self.replicas.items())]
         infos += [md.replica_info(
             pid=g, ballot=b, status=ev.PS_ERROR, last_committed_decree=lcd,
             last_prepared_decree=lpd, last_durable_decree=0, app_type="pegasus", disk_tag="")
@@ -1001,64 +1011,28 @@ class ReplicaNode:
         flushed: storage runs without RocksDB's write-ahead log, the private log is the WAL and
         replays the rest after a crash) and prune old learning checkpoints."""
         for rep in list(self.replicas.values()):
+            self.collect_log(rep)
             try:
-                rep.log.gc(rep.storage.last_durable_decree)
                 self._prune_checkpoints(rep)
             except Exception:
                 logger.exception("replica {}: checkpoint round failed", rep.gpid)
 
-    # ------------------------------------------------------------------ storage flushes
-    def _flush_round(self) -> None:
-        """Start flushing the storage of the replica furthest behind its durable decree, when
-        it is ``max_unflushed_mutations`` behind (what a restart would replay from the private
-        log) or has applied anything in ``checkpoint_interval_seconds``. One flush at a time
-        per node, in a worker thread while writes go on."""
-        if self._flusher is not None:
-            return
-        rc = self.config.replication
-        now = self.now()
-        due = None
-        for rep in self.replicas.values():
-            st = rep.storage
-            behind = st.last_committed_decree - st.last_durable_decree
-            if behind >= rc.max_unflushed_mutations or \
-                    (behind > 0 and now - rep.flushed_at >= rc.checkpoint_interval_seconds):
-                if due is None or behind > due[0]:
-                    due = (behind, rep)
-        if due is None:
-            return
-        rep = due[1]
-        if not rep.storage.concurrent_flush:
-            self._flush_storage(rep, rep.storage)
-            return
-        self._flusher = (gevent.spawn(self._flush_storage, rep, rep.storage), rep.storage)
+    def kill_replica(self, gpid: Gpid) -> None:
+        """``replica.kill_partition``: close the replica (its files stay; the meta sees it gone
+        at the next config sync and restores the group)."""
+        if gpid in self.replicas:
+            logger.warning("replica {}: killed by remote command", gpid)
+            self._close_replica(gpid)
 
-    def _flush_storage(self, rep: Replica, storage: StorageApp) -> None:
+    def collect_log(self, rep: Replica) -> None:
+        """Remove the replica's private-log files below its durable decree (unless an operator
+        turned that off with ``replica.disable-plog-gc``)."""
+        if not rep.plog_gc:
+            return
         try:
-            if storage.concurrent_flush:
-                gevent.get_hub().threadpool.apply(storage.flush)
-            else:
-                storage.flush()
+            rep.log.gc(rep.storage.last_durable_decree)
         except Exception:
-            logger.exception("replica {}: storage flush failed", rep.gpid)
-        finally:
-            self.post(self._on_flushed, rep, storage)
-
-    def _on_flushed(self, rep: Replica, storage: StorageApp) -> None:
-        if self._flusher is not None and self._flusher[1] is storage:
-            self._flusher = None
-        rep.flushed_at = self.now()
-        if self.replicas.get(rep.gpid) is rep and rep.storage is storage:
-            try:
-                rep.log.gc(storage.last_durable_decree)
-            except Exception:
-                logger.exception("replica {}: private log collection failed", rep.gpid)
-
-    def _wait_flush(self, storage: StorageApp) -> None:
-        """Before ``storage`` is closed: let a flush running on it finish."""
-        f = self._flusher
-        if f is not None and f[1] is storage:
-            f[0].join()
+            logger.exception("replica {}: private log collection failed", rep.gpid)
 
     def _every(self, interval: float, fn, jitter: bool = False) -> None:
         while True:
@@ -1086,7 +1060,7 @@ class ReplicaNode:
             gevent.spawn(self._every, rc.config_sync_interval_ms / 1000.0, self._config_sync),
             gevent.spawn(self._every, 1.0, self._housekeeping),
             gevent.spawn(self._every, rc.checkpoint_interval_seconds, self._checkpoint_all),
-            gevent.spawn(self._every, 1.0, self._flush_round),
+            gevent.spawn(self._every, 1.0, self.jobs.round),
         ]
         if rc.expired_record_sweep_interval_seconds > 0:
             self._loops.append(gevent.spawn(self._every, rc.expired_record_sweep_interval_seconds,
@@ -1097,8 +1071,7 @@ class ReplicaNode:
     def stop(self) -> None:
         for g in self._loops:
             g.kill()
-        if self._flusher is not None:
-            self._flusher[0].join()
+        self.jobs.wait_all()
         self.server.stop()
         self.messenger.close()
         self.client.close()

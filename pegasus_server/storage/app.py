@@ -38,6 +38,8 @@ ENV_DEFAULT_TTL = "default_ttl"
 ENV_ITERATION_THRESHOLD_TIME_MS = "replica.rocksdb_iteration_threshold_time_ms"
 ENV_VALIDATE_PARTITION_HASH = "replica.split.validate_partition_hash"
 ENV_USAGE_SCENARIO = "rocksdb.usage_scenario"
+ENV_MANUAL_COMPACT_DISABLED = "manual_compact.disabled"
+ENV_MANUAL_COMPACT_ONCE_TRIGGER_TIME = "manual_compact.once.trigger_time"
 
 RDB_DIR = "rdb"
 CHECKPOINT_PREFIX = "checkpoint."
@@ -314,6 +316,37 @@ class StorageApp:
     @property
     def concurrent_flush(self) -> bool:
         return self.engine.concurrent_flush
+
+    # ------------------------------------------------------------------ manual compaction
+    # Envs ``manual_compact.once.trigger_time`` (Unix seconds, set through the meta's
+    # RPC_CM_START_MANUAL_COMPACT) and ``manual_compact.disabled`` (meta.md §4.14); the finish
+    # time of the last one is ``pegasus_last_manual_compact_finish_time`` in the meta family.
+
+    @property
+    def last_manual_compact_finish_time(self) -> int:
+        return int(self.engine.get(META_LAST_MANUAL_COMPACT_FINISH_TIME, CF_META) or b"0")
+
+    def manual_compact_trigger(self) -> int:
+        """The trigger time of the wanted manual compaction, 0 when none is wanted."""
+        if self.envs.get(ENV_MANUAL_COMPACT_DISABLED, "").lower() == "true":
+            return 0
+        t = _parse_uint(self.envs.get(ENV_MANUAL_COMPACT_ONCE_TRIGGER_TIME, "") or "")
+        return t if t else 0
+
+    def manual_compact_due(self, now: float) -> bool:
+        t = self.manual_compact_trigger()
+        return 0 < t <= now and t > self.last_manual_compact_finish_time
+
+    def compact(self) -> None:
+        """Compact fully (may run in a worker thread when ``concurrent_flush``)."""
+        self.engine.compact()
+
+    def finish_manual_compact(self, now: float) -> None:
+        self.engine.write(WriteBatch().put(META_LAST_MANUAL_COMPACT_FINISH_TIME,
+                                           str(int(now)).encode(), CF_META))
+
+    def stats(self) -> dict:
+        return self.engine.stats()
 
     def checkpoint(self) -> Tuple[int, str]:
         """Write ``<data_dir>/checkpoint.<decree>`` (replaced if present); returns

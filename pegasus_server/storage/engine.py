@@ -147,7 +147,17 @@ class Engine(abc.ABC):
     def approximate_size(self) -> int:
         """Rough number of bytes of user data (data family), for stats and balancing."""
 
-    #: True when ``flush`` may run in another thread while this one keeps writing
+    def stats(self) -> dict:
+        """Storage figures for the metrics: ``sst_files``, ``sst_size_bytes``,
+        ``estimated_keys``, ``memtable_bytes`` (data family)."""
+        return {"sst_files": 0, "sst_size_bytes": 0, "estimated_keys": 0,
+                "memtable_bytes": self.approximate_size()}
+
+    def compact(self) -> None:
+        """Compact both families fully (manual compaction); may run in another thread when
+        ``concurrent_flush`` is true. Nothing to do for an engine without files."""
+
+    #: True when ``flush`` (and ``compact``) may run in another thread while this one writes
     concurrent_flush = False
 
     @abc.abstractmethod
@@ -344,6 +354,9 @@ class MemoryEngine(Engine):
     def approximate_size(self) -> int:
         fam = self._fam(CF_DATA)
         return sum(len(k) + len(v) for k, v in fam.data.items())
+
+    def stats(self) -> dict:
+        return dict(super().stats(), estimated_keys=len(self._fam(CF_DATA).data))
 
     def flush(self) -> None:
         self._fam(CF_DATA)

@@ -212,6 +212,24 @@ class RocksEngine(Engine):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def stats(self) -> dict:
+        db = self._cf(CF_DATA)
+
+        def prop(name: str) -> int:
+            return db.property_int_value(name) or 0
+        return {"sst_files": sum(prop(f"rocksdb.num-files-at-level{i}") for i in range(7)),
+                "sst_size_bytes": prop("rocksdb.total-sst-files-size"),
+                "estimated_keys": prop("rocksdb.estimate-num-keys"),
+                "memtable_bytes": prop("rocksdb.cur-size-all-mem-tables")}
+
+    def compact(self) -> None:
+        self._cf(CF_DATA)
+        try:
+            for cf in (CF_DATA, CF_META):
+                self._cfs[cf].compact_range(None, None)
+        except Exception as e:
+            raise EngineError(f"rocksdb compaction failed: {e}") from e
+
     def checkpoint(self, directory: str) -> None:
         self._cf(CF_DATA)
         if os.path.exists(directory):

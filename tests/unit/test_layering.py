@@ -18,7 +18,7 @@ ONLY_IN = {
 SANS_IO = {
     "pegasus_server/rpc/codec.py", "pegasus_server/rpc/thrift.py", "pegasus_server/rpc/catalogue.py",
     "pegasus_server/meta/state.py", "pegasus_server/meta/model.py", "pegasus_server/meta/store.py",
-    "pegasus_server/remote_command.py", "pegasus_server/base.py", "pegasus_server/errors.py",
+    "pegasus_server/remote_command.py", "pegasus_server/metrics.py", "pegasus_server/base.py", "pegasus_server/errors.py",
     "pegasus_server/config.py", "pegasus_server/meta/guardian.py", "pegasus_server/meta/balancer.py",
     "pegasus_server/replica/prepare_list.py", "pegasus_server/replica/events.py",
     "pegasus_server/replica/pacifica.py", "pegasus_server/replica/mutation.py",
