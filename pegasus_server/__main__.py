@@ -18,6 +18,7 @@ import gevent.event  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from pegasus_server import config as config_mod  # noqa: E402
+from pegasus_server import logs  # noqa: E402
 from pegasus_server.errors import ConfigError  # noqa: E402
 
 
@@ -57,10 +58,7 @@ def main(argv=None) -> int:
     if not cfg.server.port:
         print("pegasus_server: no port: set [pegasus.server] port or --port", file=sys.stderr)
         return 2
-    logger.remove()
-    logger.add(sys.stderr, level=cfg.server.log_level)
-    if args.log_file:
-        logger.add(args.log_file, level=cfg.server.log_level, rotation="64 MB", retention=4)
+    logs.setup(cfg.server.log_level, args.log_file)
     workdir = os.path.dirname(os.path.abspath(args.config))
     if args.role == "meta":
         from pegasus_server.meta.service import MetaService

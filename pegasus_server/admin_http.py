@@ -14,40 +14,15 @@ Must not import gevent or storage code.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Dict, Tuple
 from urllib.parse import parse_qsl
 
 from pegasus_server import __version__, metrics
-from pegasus_server.config import Config
+from pegasus_server.config import Config, config_entries
 
 JSON = "application/json"
-SECTIONS = (("pegasus.server", "server"), ("network", "network"),
-            ("meta_server", "meta_server"), ("replication", "replication"),
-            ("zookeeper", "zookeeper"))
-
-
-def config_entries(config: Config) -> Dict[str, dict]:
-    """``{key: {"name", "section", "type", "value"}}``; a name in several sections is given as
-    ``section.name``."""
-    rows = []
-    for section, attr in SECTIONS:
-        for f in dataclasses.fields(getattr(config, attr)):
-            v = getattr(getattr(config, attr), f.name)
-            rows.append((f.name, section, type(v).__name__, v))
-    counts: Dict[str, int] = {}
-    for name, *_ in rows:
-        counts[name] = counts.get(name, 0) + 1
-    out = {}
-    for name, section, typ, v in rows:
-        key = name if counts[name] == 1 else f"{section}.{name}"
-        out[key] = {"name": name, "section": section, "type": typ,
-                    "value": v if isinstance(v, (bool, int, float)) else str(v)}
-    return out
-
-
 def register(dispatcher, config: Config, start_time: float,
              registry: metrics.MetricsRegistry) -> None:
     d = dispatcher

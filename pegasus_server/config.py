@@ -211,3 +211,28 @@ def load(path: str, overrides: Dict[str, Dict[str, str]] = None) -> Config:
         zookeeper=_coerce(ZookeeperConfig, sections.get("zookeeper", {}), "zookeeper"),
         apps=tuple(apps),
     ).validate()
+
+
+# ini section -> Config attribute, for listing every key we read (HTTP /configs, config-dump)
+ENTRY_SECTIONS = (("pegasus.server", "server"), ("network", "network"),
+                  ("meta_server", "meta_server"), ("replication", "replication"),
+                  ("zookeeper", "zookeeper"))
+
+
+def config_entries(config: Config) -> Dict[str, dict]:
+    """``{key: {"name", "section", "type", "value"}}``; a name in several sections is given as
+    ``section.name``."""
+    rows = []
+    for section, attr in ENTRY_SECTIONS:
+        for f in dataclasses.fields(getattr(config, attr)):
+            v = getattr(getattr(config, attr), f.name)
+            rows.append((f.name, section, type(v).__name__, v))
+    counts: Dict[str, int] = {}
+    for name, *_ in rows:
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for name, section, typ, v in rows:
+        key = name if counts[name] == 1 else f"{section}.{name}"
+        out[key] = {"name": name, "section": section, "type": typ,
+                    "value": v if isinstance(v, (bool, int, float)) else str(v)}
+    return out

@@ -20,6 +20,11 @@ STATUS_NAMES = ["AS_INVALID", "AS_AVAILABLE", "AS_CREATING", "AS_CREATE_FAILED",
 
 PARTITION_FLAG_DROPPED = 1
 
+# meta function levels (meta.md §2.4)
+LEVELS = {"stopped": 100, "blind": 200, "freezed": 300, "steady": 400, "lively": 500}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+FL_FREEZED, FL_STEADY, FL_LIVELY, FL_INVALID = 300, 400, 500, 10000
+
 
 def _addr_text(a: RpcAddress) -> str:
     return "invalid address" if a.is_invalid else f"{a.host}:{a.port}"
@@ -134,7 +139,8 @@ class App:
             app_id=self.app_id, partition_count=self.partition_count, envs=dict(self.envs),
             is_stateful=self.is_stateful, max_replica_count=self.max_replica_count,
             expire_second=self.expire_second, create_second=self.create_second,
-            drop_second=self.drop_second, init_partition_count=self.init_partition_count)
+            drop_second=self.drop_second, init_partition_count=self.init_partition_count,
+            atomic_idempotent=self.atomic_idempotent)
 
     @classmethod
     def from_thrift(cls, info) -> "App":

@@ -12,9 +12,10 @@ Two kinds of tables:
 
 * single-replica tables (``max_replica_count`` 1, the onebox) keep the original rules: a
   primary-less partition gets CT_ASSIGN_PRIMARY to its last dropped node when that is alive
-  again (else it waits), a fresh one to the least loaded alive node; a dead member is taken out
-  of the configuration by the meta itself. Nothing else is ever proposed to them (the replica
-  driver ``replica/node.py`` understands only CT_ASSIGN_PRIMARY).
+  again (else it waits), a fresh one to the least loaded alive node; a dead primary is taken
+  out of the configuration by the meta itself. Nothing else is ever proposed to them. A
+  partition of such a table that still has secondaries (its table's count was just lowered to
+  1 by RPC_CM_SET_MAX_REPLICA_COUNT) is cured as a replicated group until they are removed.
 * replicated groups are cured by ``meta/guardian.py`` (replication.md §6.2-§6.4: upgrade a
   secondary, assign a new partition, DDD, add / remove secondaries) over the nodes' replica
   reports (config sync ``stored_replicas``, ordered against drops, see "replica reports"
@@ -23,29 +24,34 @@ Two kinds of tables:
   periodic cure until the primary acts. A proposal is re-sent at most every
   ``GROUP_PROPOSAL_RESEND_SECONDS`` while the partition's ballot and the decision stay the same.
 
-Soft state (drop times, reports, proposals sent) is in memory only, as upstream's: a restarted
-meta starts with every drop dated "now" and no reports.
+Soft state (drop times, reports, proposals sent, manual-compaction progress) is in memory only,
+as upstream's: a restarted meta starts with every drop dated "now" and no reports.
+
+The table RPCs (create, drop, list, envs, rename, replica count ...) are in ``meta/tables.py``
+(``TableRpcs``, which ``MetaState`` inherits).
+
+``Tunables``: the settings remote commands change at run time (meta.md §7: ``meta.lb.*``,
+``meta.live_percentage``), in memory only and shared by the successive states of one process.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
 
 from loguru import logger
 
 from pegasus_server import errors
-from pegasus_server.base import INVALID_ADDRESS, Gpid, HostPort, RpcAddress
+from pegasus_server.base import INVALID_ADDRESS, Gpid, RpcAddress
 from pegasus_server.config import Config
 from pegasus_server.meta import balancer, guardian
 from pegasus_server.meta.model import (AS_AVAILABLE, AS_CREATING, AS_DROPPED, AS_DROPPING,
-                                       AS_INVALID, AS_RECALLING, PARTITION_FLAG_DROPPED, App,
-                                       Node, PartitionConfig, dumps, loads)
+                                       AS_RECALLING, FL_FREEZED, FL_LIVELY, FL_STEADY, LEVELS,
+                                       App, Node, PartitionConfig, dumps, loads)
 from pegasus_server.meta.store import MetaStore
+from pegasus_server.meta.tables import (MCS_IDLE, UPDATE_MAX_REPLICA_COUNT, TableRpcs,
+                                        _valid_int)
 from pegasus_server.rpc import thrift
 
-LEVELS = {"stopped": 100, "blind": 200, "freezed": 300, "steady": 400, "lively": 500}
-LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
-FL_FREEZED, FL_STEADY, FL_LIVELY, FL_INVALID = 300, 400, 500, 10000
 
 CT_INVALID, CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY, \
     CT_UPGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE = range(8)
@@ -62,26 +68,31 @@ UPGRADE_TRIES = 3
 # gets a new copy (replica_assign_delay_ms_for_dropouts)
 REPLICA_ASSIGN_DELAY_SECONDS = 600.0
 
-SUPPORTED_ENV_KEYS = frozenset("""
-replica.deny_client_request replica.write_throttling replica.write_throttling_by_size
-replica.read_throttling replica.read_throttling_by_size replica.backup_request_throttling
-replica.slow_query_threshold replica.rocksdb_iteration_threshold_time_ms
-replica.rocksdb_block_cache_enabled replica.split.validate_partition_hash rocksdb.usage_scenario
-rocksdb.checkpoint.reserve_min_count rocksdb.checkpoint.reserve_time_seconds
-rocksdb.allow_ingest_behind rocksdb.write_buffer_size rocksdb.num_levels default_ttl
-manual_compact.disabled manual_compact.max_concurrent_running_count
-manual_compact.once.trigger_time manual_compact.once.target_level
-manual_compact.once.bottommost_level_compaction manual_compact.periodic.trigger_time
-manual_compact.periodic.target_level manual_compact.periodic.bottommost_level_compaction
-user_specified_compaction business.info replica_access_controller.allowed_users
-replica_access_controller.ranger_policies
-""".split())
-
-
 @dataclass(frozen=True)
 class Proposal:
     target: RpcAddress
     request: object   # meta_admin.configuration_update_request
+
+
+@dataclass
+class Tunables:
+    """What remote commands change at run time (meta.md §7), kept in memory only: the balancer
+    options (``meta.lb.only_move_primary``, ``meta.lb.only_primary_balancer``,
+    ``meta.lb.balancer_in_turn``), the tables it leaves alone (``meta.lb.ignored_app_list``) and
+    ``node_live_percentage_threshold_for_update`` (``meta.live_percentage``)."""
+    live_percentage: int = 65
+    only_move_primary: bool = False
+    only_primary_balancer: bool = False
+    balancer_in_turn: bool = False
+    ignored_apps: Set[int] = field(default_factory=set)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "Tunables":
+        return cls(live_percentage=config.meta_server.node_live_percentage_threshold_for_update)
+
+    def balancer_options(self) -> balancer.Options:
+        return balancer.Options(self.only_move_primary, self.only_primary_balancer,
+                                self.balancer_in_turn)
 
 
 def _ma():
@@ -114,10 +125,12 @@ def _lb_state(pc: PartitionConfig, a: guardian.Action, alive) -> str:
     return "ready" if ok else "invalid"
 
 
-class MetaState:
+class MetaState(TableRpcs):
     def __init__(self, config: Config, store: MetaStore, self_address: RpcAddress, *,
-                 replica_assign_delay: float = REPLICA_ASSIGN_DELAY_SECONDS):
+                 replica_assign_delay: float = REPLICA_ASSIGN_DELAY_SECONDS,
+                 tunables: Optional[Tunables] = None):
         self.config = config
+        self.tunables = tunables or Tunables.from_config(config)
         self.store = store
         self.address = self_address
         self.apps: Dict[int, App] = {}
@@ -142,6 +155,8 @@ class MetaState:
         # order; the cure sends the first one that has not taken effect yet
         self.lb_queue: Dict[Gpid, List[guardian.Action]] = {}
         self.balance_ops = {"move_pri": 0, "copy_pri": 0, "copy_sec": 0, "total": 0}
+        # manual compaction (meta.md §4.14): pid -> member node -> the status it last reported
+        self.compact_status: Dict[Gpid, Dict[RpcAddress, int]] = {}
 
     # ---------------------------------------------------------------- persistence
     def load(self, now: float) -> None:
@@ -162,6 +177,11 @@ class MetaState:
             self.apps[app.app_id] = app
             if app.status == AS_AVAILABLE:
                 self.names[app.app_name] = app.app_id
+            marker = app.envs.get(UPDATE_MAX_REPLICA_COUNT, "").split(";")
+            if marker[0] == "updating" and len(marker) == 2 and _valid_int(marker[1]):
+                logger.warning("table {}: finishing the interrupted max_replica_count update "
+                               "to {}", app.app_name, marker[1])
+                self._update_max_replica_count(app, int(marker[1]))
         self._tick(now)
         # every node named in a stored configuration starts alive with a fresh grace period
         for app in self.apps.values():
@@ -201,7 +221,7 @@ class MetaState:
             total = len(self.nodes)
             ms = self.config.meta_server
             if alive < ms.min_live_node_count_for_unfreeze or \
-                    alive * 100 < total * ms.node_live_percentage_threshold_for_update:
+                    alive * 100 < total * self.tunables.live_percentage:
                 return FL_FREEZED
         return self.level
 
@@ -251,33 +271,21 @@ class MetaState:
 
     def _downgrade_dead(self, now: float) -> set:
         """Write the new configuration of every partition whose primary is dead (primary
-        removed, ballot + 1, node appended to last_drops; no replica involved, §6.5). In a
-        single-replica table a dead secondary is taken out the same way (the replica driver of
-        those tables understands no other proposal than CT_ASSIGN_PRIMARY); in a replicated
-        group it is removed by a CT_DOWNGRADE_TO_INACTIVE proposal to the primary (``cure``)."""
+        removed, ballot + 1, node appended to last_drops; no replica involved, §6.5). A dead
+        secondary is removed by a CT_DOWNGRADE_TO_INACTIVE proposal to the primary (``cure``;
+        only a partition cured as a replicated group has secondaries)."""
         touched = set()
         for app in self.apps.values():
             if app.status != AS_AVAILABLE:
                 continue
             for pc in app.partitions:
-                prim_dead = not pc.primary.is_invalid and not self._alive(pc.primary)
-                if prim_dead:
-                    addr = pc.primary
-                    new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count,
-                                          INVALID_ADDRESS, list(pc.secondaries),
-                                          self._with_drop(pc.last_drops, addr),
-                                          pc.last_committed_decree, pc.partition_flags)
-                elif self._single(app):
-                    dead = [s for s in pc.secondaries if not self._alive(s)]
-                    if not dead:
-                        continue
-                    addr = dead[0]
-                    new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count, pc.primary,
-                                          [a for a in pc.secondaries if a != addr],
-                                          self._with_drop(pc.last_drops, addr),
-                                          pc.last_committed_decree, pc.partition_flags)
-                else:
+                if pc.primary.is_invalid or self._alive(pc.primary):
                     continue
+                addr = pc.primary
+                new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count,
+                                      INVALID_ADDRESS, list(pc.secondaries),
+                                      self._with_drop(pc.last_drops, addr),
+                                      pc.last_committed_decree, pc.partition_flags)
                 self._persist_partition(new)
                 app.partitions[pc.pid.partition_index] = new
                 self._on_dropped(new, addr, now)
@@ -290,9 +298,13 @@ class MetaState:
 
     @staticmethod
     def _single(app: App) -> bool:
-        """Single-replica tables keep the original assignment rules (CT_ASSIGN_PRIMARY only):
-        the replica driver serving them (``replica/node.py``) understands nothing else."""
+        """Single-replica tables keep the original assignment rules (CT_ASSIGN_PRIMARY only)."""
         return app.max_replica_count <= 1
+
+    def _group_rules(self, app: App, pc: PartitionConfig) -> bool:
+        """Whether ``pc`` is cured as a replicated group: every partition of a replicated
+        table, and one of a single-replica table that still has secondaries to remove."""
+        return not self._single(app) or bool(pc.secondaries)
 
     @staticmethod
     def _with_drop(drops: List[RpcAddress], addr: RpcAddress) -> List[RpcAddress]:
@@ -361,6 +373,15 @@ class MetaState:
                 elif node in pc.last_drops:
                     self.reported.setdefault(pc.pid, {})[node] = guardian.ReplicaState.absent()
 
+    def _record_compact_status(self, node: RpcAddress, stored) -> None:
+        """The manual-compaction status of the node's replicas that are members (meta.md
+        §4.14; a report without the field counts as IDLE, as upstream)."""
+        for r in stored or []:
+            pc = self.partition(r.pid)
+            if pc is not None and node in pc.members():
+                self.compact_status.setdefault(r.pid, {})[node] = \
+                    r.manual_compact_status or MCS_IDLE
+
     # ---------------------------------------------------------------- cure
     def _replica_counts(self) -> Dict[RpcAddress, int]:
         counts = {a: 0 for a in self.alive_nodes()}
@@ -396,7 +417,7 @@ class MetaState:
             for pc in app.partitions:
                 if only is not None and pc.pid not in only:
                     continue
-                if not self._single(app):
+                if self._group_rules(app, pc):
                     if stats is None:
                         stats = self._load_stats()
                     p = self._cure_group(app, pc, now, alive, stats)
@@ -503,7 +524,9 @@ class MetaState:
         """The greedy balancer (replication.md §8): only when every partition of every
         replicated table is healthy on alive nodes, no table is changing status and no
         balancer proposal is still running. fl_steady publishes the plan's size
-        (``balance_operation_count``), fl_lively also queues it."""
+        (``balance_operation_count``), fl_lively also queues it. The tables of
+        ``tunables.ignored_apps`` are left out of the plan (but must be healthy too); the
+        ``meta.lb.*`` options go to the planner."""
         level = self.effective_level()
         if level < FL_STEADY or self.lb_queue:
             return
@@ -520,8 +543,10 @@ class MetaState:
                         any(a not in alive for a in pc.secondaries):
                     return
                 parts.append(balancer.Partition(pc.pid, pc.primary, tuple(pc.secondaries)))
-            tables[app.app_id] = parts
-        plan = balancer.plan(tables, sorted(alive)) if tables else {}
+            if app.app_id not in self.tunables.ignored_apps:
+                tables[app.app_id] = parts
+        plan = balancer.plan(tables, sorted(alive), self.tunables.balancer_options()) \
+            if tables else {}
         ops = {"move_pri": 0, "copy_pri": 0, "copy_sec": 0}
         for moves in plan.values():
             if moves[0].type == CT_DOWNGRADE_TO_SECONDARY:
@@ -611,7 +636,10 @@ class MetaState:
         if self.effective_level() <= FL_FREEZED:
             return resp(err=errors.ERR_STATE_FREEZED, config=cur.to_thrift())
         proposed = PartitionConfig.from_thrift(req.config)
+        # the meta owns these: a replica may still carry an older max_replica_count
         proposed.last_drops = list(cur.last_drops)
+        proposed.max_replica_count = app.max_replica_count
+        proposed.partition_flags = cur.partition_flags
         if proposed.to_json() == cur.to_json():
             return resp(err=errors.ERR_OK, config=cur.to_thrift())
         if proposed.ballot != cur.ballot + 1:
@@ -622,8 +650,6 @@ class MetaState:
             proposed.last_drops = self._with_drop(cur.last_drops, node)
         elif req.type in (CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_UPGRADE_TO_SECONDARY):
             proposed.last_drops = [a for a in cur.last_drops if a != node]
-        proposed.max_replica_count = app.max_replica_count
-        proposed.partition_flags = cur.partition_flags
         self._persist_partition(proposed)
         app.partitions[pid.partition_index] = proposed
         self._pending.pop(pid, None)
@@ -668,302 +694,8 @@ class MetaState:
                     and self.effective_level() >= 500:
                 gc.append(r)
         self._record_reports(node, req.stored_replicas)
+        self._record_compact_status(node, req.stored_replicas)
         out = ma.configuration_query_by_node_response(err=errors.ERR_OK, partitions=parts)
         if gc:
             out.gc_replicas = gc
         return out
-
-    # ---------------------------------------------------------------- client-facing RPCs
-    def query_cfg(self, req, with_host_port: bool):
-        L2 = thrift.layer2
-        app_id = self.names.get(req.app_name)
-        app = self.apps.get(app_id) if app_id is not None else None
-        if app is None:
-            return L2.query_cfg_response(err=errors.ERR_OBJECT_NOT_FOUND, app_id=0,
-                                         partition_count=0, is_stateful=False, partitions=[])
-        if app.status != AS_AVAILABLE:
-            err = {AS_CREATING: errors.ERR_BUSY_CREATING, AS_RECALLING: errors.ERR_BUSY_CREATING,
-                   AS_DROPPING: errors.ERR_BUSY_DROPPING}.get(app.status, errors.ERR_UNKNOWN)
-            return L2.query_cfg_response(err=err, app_id=0, partition_count=0,
-                                         is_stateful=False, partitions=[])
-        idx = [i for i in (req.partition_indices or []) if 0 <= i < app.partition_count]
-        if not idx:
-            idx = range(app.partition_count)
-        return L2.query_cfg_response(
-            err=errors.ERR_OK, app_id=app.app_id, partition_count=app.partition_count,
-            is_stateful=app.is_stateful,
-            partitions=[app.partitions[i].to_thrift(with_host_port) for i in idx])
-
-    def _create(self, name, app_type, partition_count, replica_count, stateful, envs,
-                atomic_idempotent, now) -> App:
-        app_id = max(self.apps, default=0) + 1
-        app = App(app_id=app_id, app_name=name, app_type=app_type or "pegasus",
-                  status=AS_AVAILABLE, partition_count=partition_count,
-                  max_replica_count=replica_count, is_stateful=stateful, envs=dict(envs),
-                  create_second=int(now), init_partition_count=partition_count,
-                  atomic_idempotent=atomic_idempotent)
-        app.partitions = [PartitionConfig(Gpid(app_id, i), max_replica_count=replica_count)
-                          for i in range(partition_count)]
-        for pc in app.partitions:
-            self._persist_partition(pc)
-        self._persist_app(app)
-        self.apps[app_id] = app
-        self.names[name] = app_id
-        logger.info("table {} created: app_id {}, {} partitions, {} replicas", name, app_id,
-                    partition_count, replica_count)
-        return app
-
-    def create_app(self, req, now: float):
-        resp = _ma().configuration_create_app_response
-        opts = req.options or _ma().create_app_options()
-        ms = self.config.meta_server
-        if self.effective_level() <= FL_FREEZED:
-            return resp(err=errors.ERR_STATE_FREEZED, appid=0)
-        pc = opts.partition_count or 0
-        rc = opts.replica_count or 0
-        if pc <= 0:
-            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
-        if not (ms.min_allowed_replica_count <= rc <= ms.max_allowed_replica_count) or \
-                rc > len(self.alive_nodes()):
-            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
-        envs = dict(opts.envs or {})
-        for k in ("rocksdb.write_buffer_size", "rocksdb.num_levels"):
-            if k in envs and not _valid_int(envs[k]):
-                return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
-        name = req.app_name or ""
-        if not name:
-            return resp(err=errors.ERR_INVALID_PARAMETERS, appid=0)
-        existing = self.apps.get(self.names.get(name, -1))
-        if existing is not None:
-            if existing.status == AS_AVAILABLE:
-                if opts.success_if_exist:
-                    same = (existing.partition_count == pc and existing.max_replica_count == rc
-                            and existing.app_type == (opts.app_type or "pegasus")
-                            and existing.envs == envs
-                            and existing.is_stateful == bool(opts.is_stateful))
-                    return resp(err=errors.ERR_OK if same else errors.ERR_INVALID_PARAMETERS,
-                                appid=existing.app_id if same else 0)
-                return resp(err=errors.ERR_APP_EXIST, appid=0)
-            if existing.status in (AS_CREATING, AS_RECALLING):
-                return resp(err=errors.ERR_BUSY_CREATING, appid=0)
-            if existing.status == AS_DROPPING:
-                return resp(err=errors.ERR_BUSY_DROPPING, appid=0)
-        app = self._create(name, opts.app_type, pc, rc, bool(opts.is_stateful), envs,
-                           bool(opts.atomic_idempotent), now)
-        return resp(err=errors.ERR_OK, appid=app.app_id)
-
-    def drop_app(self, req, now: float):
-        resp = _ma().configuration_drop_app_response
-        opts = req.options or _ma().drop_app_options()
-        app = self.apps.get(self.names.get(req.app_name or "", -1))
-        if app is None:
-            return resp(err=errors.ERR_OK if opts.success_if_not_exist else errors.ERR_APP_NOT_EXIST)
-        if app.status in (AS_CREATING, AS_RECALLING):
-            return resp(err=errors.ERR_BUSY_CREATING)
-        if app.status == AS_DROPPING:
-            return resp(err=errors.ERR_BUSY_DROPPING)
-        reserve = opts.reserve_seconds if opts.reserve_seconds and opts.reserve_seconds > 0 \
-            else self.config.meta_server.hold_seconds_for_dropped_app
-        app.status = AS_DROPPED
-        app.drop_second = int(now)
-        app.expire_second = int(now + reserve)
-        self._persist_app(app)
-        del self.names[app.app_name]
-        for i, pc in enumerate(app.partitions):
-            drops = list(pc.last_drops)
-            for a in pc.members():
-                drops = self._with_drop(drops, a)
-            new = PartitionConfig(pc.pid, pc.ballot + 1, pc.max_replica_count, INVALID_ADDRESS,
-                                  [], drops, pc.last_committed_decree,
-                                  pc.partition_flags | PARTITION_FLAG_DROPPED)
-            self._persist_partition(new)
-            app.partitions[i] = new
-            self._pending.pop(pc.pid, None)
-        logger.info("table {} (app_id {}) dropped, recallable until {}", app.app_name,
-                    app.app_id, app.expire_second)
-        return resp(err=errors.ERR_OK)
-
-    def recall_app(self, req, now: float):
-        ma = _ma()
-        app = self.apps.get(req.app_id or 0)
-        if app is None:
-            return ma.configuration_recall_app_response(err=errors.ERR_APP_NOT_EXIST)
-        if app.status == AS_AVAILABLE:
-            return ma.configuration_recall_app_response(err=errors.ERR_APP_EXIST)
-        if app.status in (AS_CREATING, AS_RECALLING):
-            return ma.configuration_recall_app_response(err=errors.ERR_BUSY_CREATING)
-        if app.status == AS_DROPPING:
-            return ma.configuration_recall_app_response(err=errors.ERR_BUSY_DROPPING)
-        if app.expire_second <= now:
-            return ma.configuration_recall_app_response(err=errors.ERR_APP_NOT_EXIST)
-        name = req.new_app_name or app.app_name
-        if name in self.names:
-            return ma.configuration_recall_app_response(err=errors.ERR_INVALID_PARAMETERS)
-        app.app_name = name
-        app.status = AS_AVAILABLE
-        app.drop_second = app.expire_second = 0
-        self._persist_app(app)
-        for i, pc in enumerate(app.partitions):
-            pc.partition_flags &= ~PARTITION_FLAG_DROPPED
-            self._persist_partition(pc)
-        self.names[name] = app.app_id
-        return ma.configuration_recall_app_response(err=errors.ERR_OK, info=app.to_thrift())
-
-    def list_apps(self, req):
-        ma = _ma()
-        status = req.status or AS_INVALID
-        pattern, mt = req.app_name_pattern, req.match_type
-        infos = []
-        for app in sorted(self.apps.values(), key=lambda a: a.app_id):
-            if pattern is not None and mt is not None:
-                ok = _match(app.app_name, pattern, mt)
-                if ok is None:
-                    return ma.configuration_list_apps_response(
-                        err=errors.ERR_NOT_IMPLEMENTED, infos=[],
-                        hint_message=f"match type {mt} is not supported")
-                if not ok:
-                    continue
-            if status != AS_INVALID and app.status != status:
-                continue
-            infos.append(app.to_thrift())
-        return ma.configuration_list_apps_response(err=errors.ERR_OK, infos=infos)
-
-    def list_nodes(self, req, with_host_port: bool):
-        ma = _ma()
-        want = req.status or 0
-        infos = []
-        for alive in (True, False):
-            for a in sorted(n.address for n in self.nodes.values() if n.alive == alive):
-                st = 1 if alive else 2
-                if want and want != st:
-                    continue
-                ni = ma.node_info(status=st, node=a)
-                if with_host_port:
-                    ni.hp_node = HostPort.from_address(a)
-                infos.append(ni)
-        return ma.configuration_list_nodes_response(err=errors.ERR_OK, infos=infos)
-
-    def control_meta(self, req):
-        ma = _ma()
-        old = self.level
-        lvl = req.level
-        if lvl is not None and lvl != FL_INVALID:
-            if lvl not in LEVEL_NAMES:
-                return ma.configuration_meta_control_response(err=errors.ERR_INVALID_PARAMETERS,
-                                                              old_level=old)
-            self.store.set("/meta/function_level", str(lvl).encode())
-            self.level = lvl
-            if lvl <= FL_STEADY and self.lb_queue:
-                logger.info("meta level fl_{}: {} partitions' balancer proposals discarded",
-                            LEVEL_NAMES[lvl], len(self.lb_queue))
-                self.lb_queue.clear()
-            logger.info("meta function level set to fl_{}", LEVEL_NAMES[lvl])
-        return ma.configuration_meta_control_response(err=errors.ERR_OK, old_level=old)
-
-    def update_app_env(self, req):
-        ma = _ma()
-        resp = ma.configuration_update_app_env_response
-        SET, DEL, CLEAR = 1, 2, 3
-        app = self.apps.get(self.names.get(req.app_name or "", -1))
-        op = req.op or 0
-        if op not in (SET, DEL, CLEAR):
-            return resp(err=errors.ERR_INVALID_PARAMETERS,
-                        hint_message="recv a invalid update_app_env request")
-        if app is None:
-            return resp(err=errors.ERR_APP_NOT_EXIST, hint_message="app cannot be found")
-        envs = dict(app.envs)
-        hint = ""
-        if op == SET:
-            keys, values = req.keys or [], req.values or []
-            if not keys or len(keys) != len(values):
-                return resp(err=errors.ERR_INVALID_PARAMETERS,
-                            hint_message="keys and values must be non-empty and of equal length")
-            for k, v in zip(keys, values):
-                if k not in SUPPORTED_ENV_KEYS:
-                    return resp(err=errors.ERR_INVALID_PARAMETERS,
-                                hint_message=f"app_env '{k}' is not supported")
-                if k == "default_ttl" and not (_valid_int(v) and int(v) >= 0):
-                    return resp(err=errors.ERR_INVALID_PARAMETERS,
-                                hint_message=f"invalid value '{v}' of app_env 'default_ttl'")
-                envs[k] = v
-        elif op == DEL:
-            keys = req.keys or []
-            if not keys:
-                return resp(err=errors.ERR_INVALID_PARAMETERS, hint_message="keys are empty")
-            deleted = [k for k in keys if k in envs]
-            for k in deleted:
-                del envs[k]
-            hint = ("deleted keys: " + ",".join(deleted)) if deleted else "no key need to delete"
-        else:
-            prefix = req.clear_prefix
-            if prefix is None:
-                return resp(err=errors.ERR_INVALID_PARAMETERS, hint_message="clear_prefix is unset")
-            if prefix == "":
-                envs = {}
-            else:
-                envs = {k: v for k, v in envs.items()
-                        if not (k.startswith(prefix + ".") and len(k) > len(prefix) + 1)}
-        app.envs = envs
-        self._persist_app(app)
-        return resp(err=errors.ERR_OK, hint_message=hint)
-
-    def cluster_info(self, meta_list: str, leader: str, level: int):
-        import json as _json
-        alive = self.alive_nodes()
-        prim = {a: 0 for a in alive}
-        total = {a: 0 for a in alive}
-        for app in self.apps.values():
-            if app.status != AS_AVAILABLE:
-                continue
-            for pc in app.partitions:
-                if pc.primary in prim:
-                    prim[pc.primary] += 1
-                for a in pc.members():
-                    if a in total:
-                        total[a] += 1
-        keys = ["meta_servers", "primary_meta_server", "zookeeper_hosts", "zookeeper_root",
-                "meta_function_level", "balance_operation_count", "primary_replica_count_stddev",
-                "total_replica_count_stddev", "cluster_name"]
-        ms = self.config.meta_server
-        zk = ms.meta_state_service_type == "meta_state_service_zookeeper"
-        values = [meta_list, leader, self.config.zookeeper.hosts_list if zk else "",
-                  ms.cluster_root if zk else "/pegasus/" + self.config.replication.cluster_name,
-                  LEVEL_NAMES.get(level, "freezed"),
-                  _json.dumps({k: self.balance_ops[k]
-                               for k in ("copy_pri", "copy_sec", "move_pri", "total")}, indent=4),
-                  "%.2f" % _stddev([v for v in prim.values() if v]),
-                  "%.2f" % _stddev([v for v in total.values() if v]),
-                  self.config.replication.cluster_name]
-        return _ma().configuration_cluster_info_response(err=errors.ERR_OK, keys=keys,
-                                                         values=values)
-
-
-def _valid_int(v: str) -> bool:
-    try:
-        int(v)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
-def _stddev(vals: List[int]) -> float:
-    if not vals:
-        return 0.0
-    mean = sum(vals) / len(vals)
-    return (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
-
-
-def _match(name: str, pattern: str, mt: int) -> Optional[bool]:
-    """utils.pattern_match_type: 0 INVALID, 1 MATCH_ALL, 2 EXACT, 3 ANYWHERE, 4 PREFIX,
-    5 POSTFIX, 6 REGEX (unsupported)."""
-    if mt == 1:
-        return True
-    if mt == 2:
-        return name == pattern
-    if mt == 3:
-        return pattern in name
-    if mt == 4:
-        return name.startswith(pattern)
-    if mt == 5:
-        return name.endswith(pattern)
-    return None

@@ -62,7 +62,7 @@ from pegasus_server.base import Gpid, RpcAddress
 from pegasus_server.config import Config
 from pegasus_server.meta.model import App
 from pegasus_server.metrics import MetricsRegistry
-from pegasus_server.remote_command import CommandTable
+from pegasus_server.remote_command import CommandTable, register_server_commands
 from pegasus_server.replica import events as ev
 from pegasus_server.replica import mutation as mu
 from pegasus_server.replica import nfs
@@ -307,6 +307,7 @@ class ReplicaNode:
         d.register("RPC_CLI_CLI_CALL", lambda c, r, a: self.commands.call(a.cmd, a.arguments))
         d.register("RPC_QUERY_APP_INFO", self._on_query_app_info)
         admin_http.register(d, self.config, self.start_time, self.metrics)
+        register_server_commands(self.commands, self.config, self.metrics)
         self.admin.register(d, self.commands)
 
     def replicas_json(self) -> str:
