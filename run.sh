@@ -7,6 +7,7 @@
 #   ./run.sh bench                  benchmarks (not part of test)
 #   ./run.sh chaos [--duration S]   chaos test: SIGKILL replica servers under load, check
 #                                   linearizability (a short one is part of test; default 30 min)
+#   ./run.sh shell [COMMAND...]     pegasus_shell on the onebox (interactive without a command)
 #   ./run.sh help
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,7 +15,7 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ensure_venv() {
     # Creates the virtualenv and installs pegasus-py on first use (and when requirements change).
@@ -83,6 +84,11 @@ case "$cmd" in
         args=("$@")
         [[ " ${args[*]} " == *" --duration "* ]] || args=(--duration 1800 "${args[@]}")
         exec "$PY" tools/chaos/run_chaos.py "${args[@]}";;
+    shell)
+        ensure_venv
+        off="${ONEBOX_PORT_OFFSET:-0}"
+        metas="127.0.0.1:$((34601 + off)),127.0.0.1:$((34602 + off)),127.0.0.1:$((34603 + off))"
+        exec "$PY" -m pegasus_shell --meta "${SHELL_META:-$metas}" "$@";;
     help|-h|--help) usage;;
     *) echo "unknown command: $cmd" >&2; usage >&2; exit 2;;
 esac

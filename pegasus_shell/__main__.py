@@ -1,127 +1,118 @@
-"""pegasus_shell, first cut: one-shot commands with upstream's names.
+"""pegasus_shell: the operator's shell, with upstream's command names, arguments and habits.
 
-    python -m pegasus_shell [--meta host:port,...] COMMAND [ARGS]
+    python -m pegasus_shell [--meta HOST:PORT,...] [--table NAME] [config.ini [cluster_name]]
+                            [COMMAND [ARGS...]]
 
-Commands: cluster_info, nodes, ls, get <table> <hash_key> <sort_key>,
-set <table> <hash_key> <sort_key> <value> [ttl_seconds], del <table> <hash_key> <sort_key>.
-The interactive shell with upstream's full command table is a later milestone (issue 6).
-Exit status: 0 on success, 1 on a failed operation, 2 on bad arguments.
+The cluster is chosen upstream's way — a config file with ``[pegasus.clusters]`` (``config.ini``
+in the current directory by default) and a cluster name in it (default ``mycluster``) — or by
+``--meta``. With a COMMAND the shell runs it once and exits with its status (0 ok, 1 failed,
+2 bad arguments): output on stdout, errors on stderr. Without one it is interactive on a
+terminal; with standard input not a terminal it runs the lines it reads (``#`` starts a
+comment) and exits with the worst status. ``./run.sh shell`` opens it on the onebox.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import List, Optional, Tuple
 
-from pegasus_server.errors import RpcError
-from pegasus_server.rpc import thrift
-from pegasus_server.rpc.client import RpcClient, parse_address
-from pegasus_server.rpc.table import TableClient
+from pegasus_shell import commands, ops  # noqa: F401  (ops registers the commands)
+from pegasus_shell.context import ShellContext, ShellError, load_clusters
+from pegasus_shell.repl import run as run_repl
+from pegasus_shell.repl import split_line
 
-
-
-def _meta_call(metas, name, arg):
-    client = RpcClient()
-    try:
-        last = None
-        for m in metas:
-            try:
-                return client.call(parse_address(m), name, arg, timeout=5)
-            except RpcError as e:
-                last = e
-        raise last
-    finally:
-        client.close()
+DEFAULT_CONFIG = "config.ini"
+DEFAULT_CLUSTER = "mycluster"
 
 
-def cmd_cluster_info(a):
-    r = _meta_call(a.metas, "RPC_CM_CLUSTER_INFO",
-                   thrift.meta_admin.configuration_cluster_info_request())
-    width = max(len(k) for k in r.keys)
-    for k, v in zip(r.keys, r.values):
-        print(f"{k:<{width}} : {v}")
-    return 0
-
-
-def cmd_nodes(a):
-    r = _meta_call(a.metas, "RPC_CM_LIST_NODES",
-                   thrift.meta_admin.configuration_list_nodes_request(status=0))
-    print(f"{'address':<24}{'status'}")
-    for n in r.infos:
-        print(f"{str(n.node):<24}{'ALIVE' if n.status == 1 else 'UNALIVE'}")
-    return 0
-
-
-def cmd_ls(a):
-    r = _meta_call(a.metas, "RPC_CM_LIST_APPS",
-                   thrift.meta_admin.configuration_list_apps_request(status=0 if a.all else 1))
-    names = thrift.layer2.app_status._VALUES_TO_NAMES
-    print(f"{'app_id':<8}{'status':<14}{'app_name':<20}{'partition_count':<17}{'replica_count'}")
-    for i in r.infos:
-        print(f"{i.app_id:<8}{names.get(i.status, i.status):<14}{i.app_name:<20}{i.partition_count:<17}"
-              f"{i.max_replica_count}")
-    return 0
-
-
-def _table(a):
-    return TableClient(a.metas, a.table)
-
-
-def cmd_get(a):
-    t = _table(a)
-    status, value = t.get(a.hash_key.encode(), a.sort_key.encode())
-    t.close()
-    if status == 1:
-        print("Not found")
-        return 1
-    print(f'"{value.decode("utf-8", "backslashreplace")}"')
-    return 0
-
-
-def cmd_set(a):
-    t = _table(a)
-    resp = t.set(a.hash_key.encode(), a.sort_key.encode(), a.value.encode(), a.ttl)
-    t.close()
-    print("OK" if resp.error == 0 else f"ERROR: status {resp.error}")
-    return 0 if resp.error == 0 else 1
-
-
-def cmd_del(a):
-    t = _table(a)
-    resp = t.remove(a.hash_key.encode(), a.sort_key.encode())
-    t.close()
-    print("OK" if resp.error == 0 else f"ERROR: status {resp.error}")
-    return 0 if resp.error == 0 else 1
-
-
-def main(argv=None) -> int:
+def _parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     p = argparse.ArgumentParser(prog="pegasus_shell", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--meta", default="127.0.0.1:34601",
-                   help="meta servers, comma-separated (default 127.0.0.1:34601)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("cluster_info", help="cluster information").set_defaults(fn=cmd_cluster_info)
-    sub.add_parser("nodes", help="replica servers and their status").set_defaults(fn=cmd_nodes)
-    ls = sub.add_parser("ls", help="list tables")
-    ls.add_argument("-a", "--all", action="store_true", help="include dropped tables")
-    ls.set_defaults(fn=cmd_ls)
-    for name, fn, extra in (("get", cmd_get, ()), ("set", cmd_set, ("value",)),
-                            ("del", cmd_del, ())):
-        sp = sub.add_parser(name, help=f"{name} one record")
-        sp.add_argument("table")
-        sp.add_argument("hash_key")
-        sp.add_argument("sort_key")
-        for e in extra:
-            sp.add_argument(e)
-        if name == "set":
-            sp.add_argument("ttl", nargs="?", type=int, default=0, help="TTL in seconds")
-        sp.set_defaults(fn=fn)
+    p.add_argument("--meta", help="meta servers, comma separated (instead of a config file)")
+    p.add_argument("--config", help=f"config file with [pegasus.clusters] "
+                                     f"(default {DEFAULT_CONFIG} when it exists)")
+    p.add_argument("--cluster", help=f"cluster name in the config (default {DEFAULT_CLUSTER})")
+    p.add_argument("--table", help="the table data and env commands use (as 'use TABLE')")
+    p.add_argument("words", nargs=argparse.REMAINDER,
+                   help="[config.ini [cluster_name]] [COMMAND [ARGS...]]")
     a = p.parse_args(argv)
-    a.metas = [m for m in a.meta.split(",") if m]
+    words = list(a.words)
+    if words and words[0].endswith(".ini") and a.config is None:
+        a.config = words.pop(0)
+        if words and commands.find(words[0]) is None and a.cluster is None:
+            a.cluster = words.pop(0)
+    return a, words
+
+
+def _context(a) -> ShellContext:
+    clusters = {}
+    config = a.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    if config:
+        clusters = load_clusters(config)
+    if a.meta:
+        metas = [m.strip() for m in a.meta.split(",") if m.strip()]
+        return ShellContext(metas, a.cluster or "", clusters)
+    name = a.cluster or DEFAULT_CLUSTER
+    if name not in clusters:
+        where = f"[pegasus.clusters] of {config}" if config else \
+            f"a config file (none given and no {DEFAULT_CONFIG} here)"
+        raise ShellError(f"cluster {name} is not in {where}; give --meta host:port,... or "
+                         f"a config file and cluster name")
+    return ShellContext(clusters[name], name, clusters)
+
+
+def _cluster_name(ctx: ShellContext) -> None:
+    """Learn the cluster's name from the meta (1 s), as upstream's shell does at start."""
+    from pegasus_server.rpc import thrift
     try:
-        return a.fn(a)
-    except RpcError as e:
+        r = ctx.meta_call("RPC_CM_CLUSTER_INFO",
+                          thrift.meta_admin.configuration_cluster_info_request(), timeout=1.0)
+        if r.err == "ERR_OK":
+            ctx.cluster_name = dict(zip(r.keys, r.values)).get("cluster_name") or ctx.cluster_name
+    except ShellError:
+        pass
+
+
+def _run_lines(ctx: ShellContext, stream) -> int:
+    worst = 0
+    for line in stream:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            rc = commands.run(ctx, split_line(line))
+        except ShellError as e:
+            ctx.err.write(f"ERROR: {e}\n")
+            rc = 1
+        except SystemExit:
+            break
+        worst = max(worst, rc)
+    return worst
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a, words = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        ctx = _context(a)
+    except ShellError as e:
         print(f"ERROR: {e}", file=sys.stderr)
-        return 1
+        return 2
+    try:
+        if a.table:
+            ctx.current_table = a.table
+        if words:
+            try:
+                return commands.run(ctx, words)
+            except SystemExit:
+                return 0
+        if not sys.stdin.isatty():
+            return _run_lines(ctx, sys.stdin)
+        if not ctx.cluster_name:
+            _cluster_name(ctx)
+        return run_repl(ctx)
+    finally:
+        ctx.close()
 
 
 if __name__ == "__main__":
