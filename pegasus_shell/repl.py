@@ -128,21 +128,20 @@ def run(ctx, banner: bool = True) -> int:
         while True:
             try:
                 line = input(PROMPT)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:              # at the prompt: a fresh line
                 ctx.out.write("\n")
                 continue
             except EOFError:
                 ctx.out.write("\n")
                 return 0
-            if hist:
-                _append_history(hist)
             try:
-                words = split_line(line)
+                if hist:
+                    _append_history(hist)
+                commands.run(ctx, split_line(line))
             except ShellError as e:
                 ctx.err.write(f"ERROR: {e}\n")
-                continue
-            try:
-                commands.run(ctx, words)
+            except KeyboardInterrupt:              # outside a command's own handling
+                ctx.err.write("\ninterrupted\n")
             except SystemExit:
                 return 0
     finally:

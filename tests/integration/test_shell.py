@@ -101,3 +101,53 @@ def test_output_file(cluster, tmp_path):
     assert out.returncode == 0 and str(target) in out.stdout
     doc = json.loads(target.read_text())
     assert {r["app_name"] for r in doc["general_info"]} == {"stat", "temp"}
+
+
+def test_local_tools(cluster):
+    from pegasus_server.storage import values
+    out = shell("rdb_key_str2hex", "hk", "sk\\x00")
+    assert out.returncode == 0 and out.stdout.strip() == "0002686b736b00"
+    out = shell("rdb_key_hex2str", out.stdout.strip())
+    assert out.stdout == 'hash_key: "hk"\nsort_key: "sk\\x00"\n'
+    stored = values.encode_value(b"v\n", expire_ts=1234, timetag=values.make_timetag(99, 3))
+    out = shell("rdb_value_hex2str", stored.hex())
+    assert out.returncode == 0, out.stderr
+    assert "expire_ts: 1234" in out.stdout and "cluster_id 3" in out.stdout
+    assert 'user_data: "v\\n"' in out.stdout
+    assert shell("rdb_key_hex2str", "0009ab").returncode == 1         # a length past the end
+    assert shell("rdb_value_hex2str", "xyz").returncode == 2
+
+
+def test_mlog_dump_of_a_replica_log(cluster):
+    import glob
+    import os
+    assert shell("--table", "temp", "set", "mlog_hk", "mlog_sk", "mlog_value").returncode == 0
+    dirs = glob.glob(os.path.join(cluster.base, "replica*", "**", "2.*.pegasus", "plog"),
+                     recursive=True)
+    assert dirs
+    outs = [shell("mlog_dump", "-i", d, "-d") for d in dirs]
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    hits = [o.stdout for o in outs if "mlog_value" in o.stdout]
+    assert len(hits) == 3                                   # the three replicas of its partition
+    assert all("RPC_RRDB_RRDB_PUT" in h and "# tail: clean" in h for h in hits)
+    assert shell("mlog_dump", "-i", "/nonexistent").returncode == 1
+    assert shell("mlog_dump").returncode == 2                 # -i is required
+
+
+def test_upstream_commands_not_supported_yet_say_so(cluster):
+    out = shell("add_dup", "temp", "othercluster")
+    assert out.returncode == 2 and "not supported yet (duplication" in out.stderr
+    assert "(cold backup and restore" in shell("help", "restore_app").stdout
+    assert "[Not supported yet]" in shell("help").stdout
+
+
+def test_escape_all_and_timeout_settings(cluster):
+    out = shell(stdin="use temp\nset esc_hk sk \"caf\u00e9\\x01\"\nget esc_hk sk\nescape_all\n"
+                      "escape_all true\nget esc_hk sk\nescape_all maybe\ntimeout\ntimeout 1500\n"
+                      "timeout\n")
+    lines = out.stdout.splitlines()
+    assert '"caf\u00e9\\x01"' in lines                  # UTF-8 shown as text by default
+    assert "escape_all is false" in lines and "set escape_all to true" in lines
+    assert '"caf\\xc3\\xa9\\x01"' in lines              # every byte >= 0x80 escaped
+    assert "current timeout is 5000 ms" in lines and "current timeout is 1500 ms" in lines
+    assert out.returncode == 2 and "expected true or false" in out.stderr

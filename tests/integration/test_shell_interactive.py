@@ -118,3 +118,31 @@ def test_ctrl_c_clears_the_line_and_ctrl_d_leaves(cluster, history):
         assert "Pegasus Shell" in out and "half typed" not in out
     finally:
         leave(child)
+
+
+def test_ctrl_c_stops_a_long_command_not_the_shell(cluster, history):
+    child = spawn(history)
+    try:
+        child.sendline("nodes -q -i 60000")                # samples twice, a minute apart
+        child.expect_exact("nodes -q -i 60000\r\n")          # the line is submitted: the
+        child.sendcontrol("c")                             # command runs (a minute at least)
+        child.expect_exact("interrupted")                  # (the command, or the line before it)
+        child.expect_exact(PROMPT)
+        out = run(child, "version")
+        assert "Pegasus Shell" in out
+    finally:
+        leave(child)
+
+
+def test_progress_bar_on_a_count(cluster, history):
+    child = spawn(history)
+    try:
+        run(child, "use temp")
+        for i in range(20):
+            run(child, f"set progress_hk{i} sk v")
+        child.sendline("count_data -c")
+        child.expect_exact("counting rows")                # the bar, on the terminal
+        child.expect_exact(PROMPT)
+        assert "interrupted" not in child.before
+    finally:
+        leave(child)
