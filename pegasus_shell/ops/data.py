@@ -206,12 +206,18 @@ def cmd_set(ctx, a):
     emit(ctx, "OK\n\n" + footer(resp, decree=True))
 
 
+def point_read(ctx, a, rpc_name: str, what: str):
+    """GET or TTL of the record ``a.hash_key`` / ``a.sort_key``: the response (status OK or
+    NOT_FOUND, anything else raises)."""
+    hk, sk = ub(a.hash_key), ub(a.sort_key)
+    resp = table(ctx)._single(rpc_name, hk, sk, keys.encode_key(hk, sk))
+    check_status(resp, what, (ST_OK, ST_NOT_FOUND))
+    return resp
+
+
 @data_command("get", "Read one record", args=[HK, SK])
 def cmd_get(ctx, a):
-    t = table(ctx)
-    hk, sk = ub(a.hash_key), ub(a.sort_key)
-    resp = t._single("RPC_RRDB_RRDB_GET", hk, sk, keys.encode_key(hk, sk))
-    check_status(resp, "get", (ST_OK, ST_NOT_FOUND))
+    resp = point_read(ctx, a, "RPC_RRDB_RRDB_GET", "get")
     if resp.error == ST_NOT_FOUND:
         emit(ctx, "Not found\n\n" + footer(resp))
         return 1
@@ -247,10 +253,7 @@ def cmd_incr(ctx, a):
 @data_command("exist", "Whether a record exists (True/False; exit status 1 for False)",
               args=[HK, SK])
 def cmd_exist(ctx, a):
-    t = table(ctx)
-    hk, sk = ub(a.hash_key), ub(a.sort_key)
-    resp = t._single("RPC_RRDB_RRDB_TTL", hk, sk, keys.encode_key(hk, sk))
-    check_status(resp, "exist", (ST_OK, ST_NOT_FOUND))
+    resp = point_read(ctx, a, "RPC_RRDB_RRDB_TTL", "exist")
     found = resp.error == ST_OK
     emit(ctx, ("True" if found else "False") + "\n\n" + footer(resp))
     return 0 if found else 1
@@ -259,10 +262,7 @@ def cmd_exist(ctx, a):
 @data_command("ttl", "Remaining time to live of a record in seconds (Infinite: none)",
               args=[HK, SK])
 def cmd_ttl(ctx, a):
-    t = table(ctx)
-    hk, sk = ub(a.hash_key), ub(a.sort_key)
-    resp = t._single("RPC_RRDB_RRDB_TTL", hk, sk, keys.encode_key(hk, sk))
-    check_status(resp, "ttl", (ST_OK, ST_NOT_FOUND))
+    resp = point_read(ctx, a, "RPC_RRDB_RRDB_TTL", "ttl")
     if resp.error == ST_NOT_FOUND:
         emit(ctx, "Not found\n\n" + footer(resp))
         return 1

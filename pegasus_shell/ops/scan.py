@@ -478,6 +478,18 @@ class Splits:
         ctx.out.flush()
 
 
+def run_splits(ctx, splits: Splits, label: str, work, run_seconds: int = 0) -> bool:
+    """Run ``work`` over the partitions of ``splits`` (a greenlet each) under a progress bar,
+    print the workers' errors; True when ``run_seconds`` ran out."""
+    ctx.err.write(f"INFO: prepare scanners succeed, split_count = {len(splits.pidxs)}\n")
+    with Progress(label) as progress:
+        splits.progress = progress
+        timed_out = splits.run(work, run_seconds)
+    for e in splits.errors:
+        ctx.err.write(f"ERROR: {e}\n")
+    return timed_out
+
+
 def bulk_opts(batch_help: str):
     return (Opt("-p", "--partition", type=int, metavar="num", help="only this partition"),
             Opt("-b", "--max_batch_count", type=int, metavar="num", help=batch_help),
@@ -582,6 +594,8 @@ def cmd_count_data(ctx, a):
                                       "row_size")}
     tops: List[tuple] = []
 
+    splits = Splits(pidxs)
+
     def work(i, pidx):
         last_hk = None
         with contextlib.closing(scan_partition(t, pidx, pidx, copy.copy(req))) as batches:
@@ -606,12 +620,7 @@ def cmd_count_data(ctx, a):
                             (heapq.heappush if len(tops) < top else heapq.heappushpop)(tops,
                                                                                       item)
 
-    ctx.err.write(f"INFO: prepare scanners succeed, split_count = {len(pidxs)}\n")
-    with Progress("counting rows") as progress:
-        splits = Splits(pidxs, progress=progress)
-        timed_out = splits.run(work, run_seconds)
-    for e in splits.errors:
-        ctx.err.write(f"ERROR: {e}\n")
+    timed_out = run_splits(ctx, splits, "counting rows", work, run_seconds)
     desc = "terminated as error occurred" if splits.failed else \
         "terminated as run time used out" if timed_out else "done"
     splits.summary(ctx, "Count", desc, a.diff_hash_key)
@@ -726,6 +735,8 @@ def cmd_copy_data(ctx, a):
                              return_expire_ts=not a.no_ttl)
     writer = Writer(target, a.no_overwrite)
 
+    splits = Splits(pidxs)
+
     def work(i, pidx):
         pool = Pool(a.max_multi_set_concurrency if a.use_multi_set else a.max_batch_count)
         groups: Dict[bytes, list] = {}
@@ -754,12 +765,7 @@ def cmd_copy_data(ctx, a):
         finally:
             pool.kill()
 
-    ctx.err.write(f"INFO: prepare scanners succeed, split_count = {len(pidxs)}\n")
-    with Progress("copying rows") as progress:
-        splits = Splits(pidxs, progress=progress)
-        splits.run(work)
-    for e in splits.errors:
-        ctx.err.write(f"ERROR: {e}\n")
+    run_splits(ctx, splits, "copying rows", work)
     splits.summary(ctx, "\nCopy", "terminated" if splits.failed else "done")
     if splits.failed:
         raise ShellError("error occurred, processing terminated")
@@ -842,6 +848,8 @@ def cmd_clear_data(ctx, a):
         except (ShellError, RpcError) as e:
             splits.errors.append(f"split[{i}] delete failed: {e}")
 
+    splits = Splits(pidxs)
+
     def work(i, pidx):
         pool = Pool(a.max_batch_count)
         try:
@@ -859,15 +867,10 @@ def cmd_clear_data(ctx, a):
         finally:
             pool.kill()
 
-    ctx.err.write(f"INFO: prepare scanners succeed, split_count = {len(pidxs)}\n")
-    with Progress("clearing rows") as progress:
-        splits = Splits(pidxs, progress=progress)
-        splits.run(work)
-    for e in splits.errors:
-        ctx.err.write(f"ERROR: {e}\n")
+    run_splits(ctx, splits, "clearing rows", work)
     splits.summary(ctx, "\nClear", "terminated" if splits.failed else "done")
     if splits.failed:
-        raise ShellError("error occurred, terminate processing")
+        raise ShellError("error occurred, processing terminated")
 
 
 def confirm(ctx, what: str) -> bool:

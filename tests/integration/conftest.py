@@ -2,6 +2,9 @@
 import os
 import subprocess
 import sys
+import time
+
+import gevent
 
 import pytest
 
@@ -42,6 +45,19 @@ def running_cluster(base, metas, *settings):
         pytest.fail(f"onebox did not start:\n{out.stdout}\n{out.stderr}")
     yield c
     c.run("stop", check=False)
+
+
+def wait_for(fn, seconds, what, interval=0.05):
+    """Poll ``fn`` until it returns something true, and return that; fail after ``seconds``.
+    Sleeps with gevent, so the test's own greenlets (writers, clients) go on meanwhile."""
+    deadline = time.monotonic() + seconds
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        gevent.sleep(interval)
 
 
 def assert_all_readable(table_client, acked):

@@ -15,6 +15,7 @@ from pegasus_server.rpc import thrift
 from pegasus_server.rpc.client import RpcClient
 from pegasus_server.rpc.table import TableClient
 
+from conftest import wait_for
 from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
 
 META = ("127.0.0.1", META_BASE_PORT + 1)
@@ -41,16 +42,6 @@ def http(addr, path, headers=None):
             return r.status, r.headers.get("Content-Type"), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read().decode()
-
-
-def wait_for(fn, seconds, what):
-    deadline = time.time() + seconds
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def set_env(rpc, table, key, value):

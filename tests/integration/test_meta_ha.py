@@ -16,7 +16,7 @@ from pegasus_server.rpc import thrift
 from pegasus_server.rpc.client import RpcClient
 from pegasus_server.rpc.table import TableClient
 
-from conftest import assert_all_readable, running_cluster
+from conftest import assert_all_readable, running_cluster, wait_for
 from onebox import META_BASE_PORT  # tools/, on the path via conftest
 
 METAS = [("127.0.0.1", META_BASE_PORT + i) for i in (1, 2, 3)]
@@ -44,16 +44,6 @@ def leader_of(client, exclude=()):
         except RpcError:
             pass
     return None
-
-
-def wait_for(fn, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        gevent.sleep(0.05)      # the writers are greenlets of this process
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_one_leader_and_followers_redirect(ha):

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from pegasus_server.rpc.table import TableClient
 from pegasus_shell import commands
 from pegasus_shell.ops.cluster import _recommend   # importing the ops registers the commands
 
+from conftest import wait_for
 from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,16 +44,6 @@ def ok(*args, **kw):
 
 def ok_json(*args, **kw):
     return json.loads(ok(*args, **kw))
-
-
-def wait_for(fn, seconds, what):
-    deadline = time.time() + seconds
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
+from conftest import wait_for
 from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
 
 META_TEXT = f"127.0.0.1:{META_BASE_PORT + 1}"
@@ -42,16 +42,6 @@ def fails(status, *args, stdin=None):
     out = shell(*args, stdin=stdin)
     assert out.returncode == status, f"{args}: {out.returncode}\n{out.stdout}\n{out.stderr}"
     return out.stderr
-
-
-def wait_for(what, probe, timeout=40.0, interval=0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
 
 
 def json_docs(text):
@@ -226,7 +216,7 @@ def test_get_and_set_replica_count(cluster):
     out = ok("set_replica_count", "tbl_rc", "2")
     assert out == "set replica count of app(tbl_rc) from 3 to 2: success\n"
     assert js("get_replica_count", "tbl_rc") == {"max_replica_count": {"max_replica_count": 2}}
-    wait_for("the extra secondaries to go", lambda: replica_counts("tbl_rc") == ["2/2"] * 4)
+    wait_for(lambda: replica_counts("tbl_rc") == ["2/2"] * 4, 40, "the extra secondaries to go")
     assert js("app", "tbl_rc")["general"]["max_replica_count"] == 2
     out = ok("set_replica_count", "tbl_rc", "2", "--yes")
     assert "from 2 to 2: no need to update" in out
@@ -260,7 +250,7 @@ def test_get_and_set_replica_count(cluster):
     finally:
         os.close(master)
         os.close(slave)
-    wait_for("the new secondaries", lambda: replica_counts("tbl_rc") == ["3/3"] * 4)
+    wait_for(lambda: replica_counts("tbl_rc") == ["3/3"] * 4, 40, "the new secondaries")
 
 
 def test_atomic_idempotent(cluster):
@@ -340,8 +330,8 @@ def test_unhealthy_tables_after_a_node_dies_and_an_interrupted_wait(cluster):
     """Last: kills a replica server."""
     ok("create", "tbl_solo", "-p", "4", "-r", "1")
     names = [r["app_name"] for r in js("ls")["general_info"]]
-    wait_for("every table fully healthy",
-             lambda: js("ls", "-d")["summary"]["fully_healthy_app_count"] == len(names))
+    wait_for(lambda: js("ls", "-d")["summary"]["fully_healthy_app_count"] == len(names), 40,
+             "every table fully healthy")
     docs = json_docs(ok(stdin="".join(f"app {n} -d -j\n" for n in names)))
     layouts = {d["general"]["app_name"]: d["replicas"] for d in docs}
     dead = layouts["tbl_solo"][0]["primary"]
@@ -355,7 +345,7 @@ def test_unhealthy_tables_after_a_node_dies_and_an_interrupted_wait(cluster):
         got = {r["app_name"]: (r["fully_healthy"], r["unhealthy"], r["write_unhealthy"],
                                r["read_unhealthy"]) for r in doc["healthy_info"]}
         return doc if got == expected else None
-    doc = wait_for("the meta to see the node gone", settled, timeout=60, interval=1.0)
+    doc = wait_for(settled, 60, "the meta to see the node gone", interval=1.0)
     want = {"fully_healthy_app_count": sum(c[1] == 0 for c in expected.values()),
             "unhealthy_app_count": sum(c[1] > 0 for c in expected.values()),
             "write_unhealthy_app_count": sum(c[2] > 0 for c in expected.values()),
