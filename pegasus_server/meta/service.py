@@ -42,12 +42,11 @@ from pegasus_server import admin_http, errors
 from pegasus_server.base import INVALID_ADDRESS, HostPort, RpcAddress
 from pegasus_server.config import LOCK_ZOOKEEPER, STATE_ZOOKEEPER, Config
 from pegasus_server.errors import PegasusError, RpcError
-from pegasus_server.meta.model import AS_AVAILABLE, STATUS_NAMES
-from pegasus_server.meta.model import LEVEL_NAMES
+from pegasus_server.meta.model import AS_AVAILABLE, LEVEL_NAMES, STATUS_NAMES
 from pegasus_server.meta.state import MetaState, Tunables
 from pegasus_server.meta.store import LocalMetaStore
 from pegasus_server.metrics import MetricsRegistry, process_gauges
-from pegasus_server.remote_command import CommandTable, register_server_commands, bool_setter
+from pegasus_server.remote_command import CommandTable, bool_setter, register_server_commands
 from pegasus_server.rpc import catalogue, thrift
 from pegasus_server.rpc.client import RpcClient
 from pegasus_server.rpc.dispatch import Dispatcher, parse_query
@@ -243,15 +242,6 @@ class MetaService:
                 except PegasusError:
                     self.leader = None
             gevent.sleep(LEADER_POLL_SECONDS)
-
-    def _not_active(self, name):
-        """Meta RPCs of later milestones answer ERR_SERVICE_NOT_ACTIVE in the body (protocol.md
-        §7: tools print the error and continue)."""
-        spec = catalogue.get(name).result_spec
-
-        def handler(conn, req, arg):
-            return spec[1](err=errors.ERR_SERVICE_NOT_ACTIVE)
-        return handler
 
     def _on_propose_balancer(self, conn, req, arg):
         resp, proposals = self.state.propose_balancer(arg)
