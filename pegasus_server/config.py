@@ -92,12 +92,11 @@ class ReplicationConfig:
     log_private_reserve_max_time_seconds: int = 36000
     # RocksDB: "memory" engine is for tests only
     storage_engine: str = "rocksdb"
-    # storage runs without RocksDB's write-ahead log, as upstream: the private log is the WAL.
-    # A replica's storage is flushed once this many applied mutations are not durable yet (a
-    # restart replays at most about so many from the private log) ...
-    max_unflushed_mutations: int = 10000
-    # ... and at least this often while it applies anything; private-log files below the
-    # flushed decree are removed then and on this timer
+    # fsync policy of the storage write-ahead log: false = rely on the OS page cache
+    # (survives a process crash, not a power loss; upstream's default relies on three copies).
+    # Storage keeps RocksDB's WAL on (upstream runs without it; see replica/storage_jobs.py)
+    rocksdb_wal_sync: bool = False
+    # how often private-log files below the durable (applied) decree are removed
     checkpoint_interval_seconds: int = 100
     # how often expired records are swept from storage (0 disables the sweep)
     expired_record_sweep_interval_seconds: int = 60
@@ -141,9 +140,8 @@ class Config:
         r, m = self.replication, self.meta_server
         if r.fd_grace_seconds <= r.fd_lease_seconds:
             raise ConfigError("[replication] fd_grace_seconds must be greater than fd_lease_seconds")
-        if r.max_unflushed_mutations < 1 or r.checkpoint_interval_seconds < 1:
-            raise ConfigError("[replication] max_unflushed_mutations and "
-                              "checkpoint_interval_seconds must be at least 1")
+        if r.checkpoint_interval_seconds < 1:
+            raise ConfigError("[replication] checkpoint_interval_seconds must be at least 1")
         if r.storage_engine not in ("rocksdb", "memory"):
             raise ConfigError(f"[replication] storage_engine: unknown engine {r.storage_engine!r}")
         if m.meta_function_level_on_start not in ("stopped", "blind", "freezed", "steady", "lively"):

@@ -124,7 +124,6 @@ class Replica:
         self.log = log
         self.core = core
         self.inactive_since = now
-        self.flushed_at = now            # storage last flushed (or opened)
         self.plog_gc = True              # replica.disable-plog-gc turns it off
         self.deny = deny_policy(app.envs)    # env replica.deny_client_request
         self.counters: dict = {}         # storage RPC name -> request counter (ReplicaAdmin)
@@ -562,7 +561,7 @@ class ReplicaNode:
     def _open_storage(self, gpid: Gpid, data_dir: str, app: App) -> StorageApp:
         rc = self.config.replication
         return StorageApp.open(data_dir, gpid, engine=rc.storage_engine, envs=dict(app.envs),
-                               server=self.server_text, disable_wal=True)
+                               server=self.server_text, sync=rc.rocksdb_wal_sync)
 
     def _reset_storage(self, rep: Replica, checkpoint_dir: Optional[str]) -> None:
         self.jobs.wait(rep.storage)

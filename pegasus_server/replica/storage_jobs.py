@@ -1,13 +1,17 @@
 """Background storage work of a replica server: flushes and manual compactions.
 
-Storage runs without RocksDB's write-ahead log (the private log is the WAL, replication.md
-§4.1), so a replica's storage is flushed once ``[replication] max_unflushed_mutations`` applied
-mutations are not durable (what a restart replays from the private log), at least every
-``checkpoint_interval_seconds`` while it applies anything, and when an operator asks
-(``replica.trigger-checkpoint``); the private log is collected below the flushed decree
-afterwards. A manual compaction runs when the table env ``manual_compact.once.trigger_time``
-(set by the meta's RPC_CM_START_MANUAL_COMPACT, meta.md §4.14) is newer than the replica's last
-one; its state goes to the meta in config sync (``replica_info.manual_compact_status``).
+A flush runs when an operator asks (``replica.trigger-checkpoint``); the private log is
+collected below the durable decree afterwards. Storage keeps RocksDB's write-ahead log, so every
+applied mutation is durable without a flush. (Upstream runs RocksDB without its WAL, the private
+log being the WAL; we tried that and the chaos test found what it needs first: a learner applies
+learned mutations to storage without logging them, so after a crash before a flush its log has
+a hole below its first own mutation — a restarted replica that resumed as primary served reads
+from storage without the learned data. Learned state must be flushed, or logged, before the
+learner completes; until then the WAL stays on.)
+
+A manual compaction runs when the table env ``manual_compact.once.trigger_time`` (set by the
+meta's RPC_CM_START_MANUAL_COMPACT, meta.md §4.14) is newer than the replica's last one; its
+state goes to the meta in config sync (``replica_info.manual_compact_status``).
 
 One job at a time per node, in a worker thread of gevent's pool (rocksdict releases the
 interpreter lock while RocksDB flushes or compacts) while the executor goes on writing; an
@@ -53,18 +57,9 @@ class StorageJobs:
         self.running = (gevent.spawn(self._run, rep, storage, kind), rep, storage, kind)
 
     def _choose(self):
-        rc = self.node.config.replication
-        now = self.node.now()
-        best = None
         for rep in self.node.replicas.values():
-            st = rep.storage
-            behind = st.last_committed_decree - st.last_durable_decree
-            if self.requested.get(rep.gpid) == FLUSH or behind >= rc.max_unflushed_mutations or \
-                    (behind > 0 and now - rep.flushed_at >= rc.checkpoint_interval_seconds):
-                if best is None or behind > best[0]:
-                    best = (behind, rep)
-        if best is not None:
-            return best[1], FLUSH
+            if self.requested.get(rep.gpid) == FLUSH:
+                return rep, FLUSH
         wall = time.time()
         for rep in self.node.replicas.values():
             if rep.storage.manual_compact_due(wall):
@@ -92,7 +87,6 @@ class StorageJobs:
             self.running = None
         current = self.node.replicas.get(rep.gpid) is rep and rep.storage is storage
         if kind == FLUSH:
-            rep.flushed_at = self.node.now()
             if current and ok:
                 self.node.collect_log(rep)
         elif current and ok:

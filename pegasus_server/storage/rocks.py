@@ -8,10 +8,10 @@ size estimates onto it.
 
 Durability is an explicit constructor choice: ``disable_wal=False`` (default) keeps RocksDB's WAL
 so applied batches survive a SIGKILL; ``sync=True`` additionally fsyncs the WAL on every write.
-The replica server opens its storage with ``disable_wal=True``, as upstream (replication.md
-§4.1): its private log is the write-ahead log, and what is not flushed yet is replayed from it.
-That needs a flush that persists both column families at one point (the last applied decree in
-``CF_META`` must describe exactly the data in ``CF_DATA``): the DB is opened with
+Upstream runs RocksDB without its WAL (replication.md §4.1: the private log replays what is
+not flushed); the replica server keeps it on for now (``replica/storage_jobs.py`` says why).
+Without a WAL, a flush must persist both column families at one point (the last applied decree
+in ``CF_META`` must describe exactly the data in ``CF_DATA``): the DB is opened with
 ``atomic_flush``, so RocksDB's own memtable-full flushes cover both families together, and
 ``flush`` goes through a checkpoint (``CreateCheckpoint`` flushes every family atomically; the
 rocksdict flush call covers one family only, and two of them would not be one point in time).

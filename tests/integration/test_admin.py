@@ -134,14 +134,18 @@ def test_trigger_checkpoint_flushes_and_plog_gc_switch(cluster, rpc):
     t.close()
     addr = REPLICAS[1]
 
-    def behind():
-        reps = json.loads(http(addr, "/replicas")[2])
-        return {g: r["last_committed_decree"] - r["last_durable_decree"]
-                for g, r in reps.items() if g.startswith("2.")}
-    assert any(v > 0 for v in behind().values())
+    def storage():
+        """Memtable bytes and SST files of temp's replicas on the node."""
+        doc = json.loads(http(addr, "/metrics?types=replica&attributes=table_id,2"
+                                    "&metrics=rdb_memtable_mem_usage_bytes,rdb_total_sst_files"
+                                    "&with_metric_fields=name,value")[2])
+        return {e["id"]: {m["name"]: m["value"] for m in e["metrics"]} for e in doc["entities"]}
+    before = storage()
+    assert sum(v["rdb_total_sst_files"] for v in before.values()) == 0
     out = cmd(rpc, addr, "replica.trigger-checkpoint", "2")
     assert out.startswith("triggered checkpoint of 8 replica(s)")
-    wait_for(lambda: all(v <= 0 for v in behind().values()), 30, "every replica of temp flushed")
+    wait_for(lambda: all(v["rdb_total_sst_files"] >= 1 for v in storage().values()), 30,
+             "every replica of temp flushed to an SST file")
     assert "disabled private-log gc of 1 replica(s)" == cmd(rpc, addr, "replica.disable-plog-gc",
                                                             "2.3")
     status = json.loads(cmd(rpc, addr, "replica.query-plog-gc-enabled-status", "2"))
@@ -201,7 +205,7 @@ def test_metrics_prometheus_text(cluster):
 def test_configs_and_update_config(cluster):
     status, _, body = http(REPLICAS[0], "/configs")
     entries = json.loads(body)
-    assert status == 200 and entries["max_unflushed_mutations"]["section"] == "replication"
+    assert status == 200 and entries["rocksdb_wal_sync"]["section"] == "replication"
     one = json.loads(http(REPLICAS[0], "/config?name=mutation_2pc_min_replica_count")[2])
     assert one["value"] == entries["mutation_2pc_min_replica_count"]["value"]
     assert http(META, "/config?name=nope")[0] == 400

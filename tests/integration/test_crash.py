@@ -1,18 +1,14 @@
-"""Crash test: acknowledged writes survive SIGKILL of every server process.
-
-Storage runs without RocksDB's write-ahead log (the private log is the WAL): the default
-cluster's replicas never flush during the test, so every write comes back from the private
-log (test_crash_flushed.py: storage flushed part of the way, the log collected below).
-"""
-import json
+"""Crash test: acknowledged writes survive SIGKILL of every server process (here with storage
+never flushed by request; test_crash_flushed.py: flushed and the private log collected)."""
 import os
-import time
-import urllib.request
 
 from gevent.pool import Pool
 
+from pegasus_server.rpc import thrift
+from pegasus_server.rpc.client import RpcClient
 from pegasus_server.rpc.table import TableClient
 
+from conftest import wait_for
 from onebox import META_BASE_PORT, REPLICA_BASE_PORT  # tools/, on the path via conftest
 
 META_TEXT = f"127.0.0.1:{META_BASE_PORT + 1}"
@@ -22,14 +18,17 @@ def test_acknowledged_writes_survive_sigkill_of_every_process(cluster):
     write_kill_restart_read(cluster, 3000, b"value-%d")
 
 
-def _durable_decrees():
-    out = {}
-    for i in range(1, 4):
-        url = f"http://127.0.0.1:{REPLICA_BASE_PORT + i}/replicas"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            for gpid, rep in json.load(r).items():
-                out[(i, gpid)] = rep.get("last_durable_decree", 0)
-    return out
+def _trigger_checkpoints():
+    """``replica.trigger-checkpoint 2`` on every replica server: flush temp's replicas."""
+    c = RpcClient()
+    try:
+        for i in range(1, 4):
+            out = c.call(("127.0.0.1", REPLICA_BASE_PORT + i), "RPC_CLI_CLI_CALL",
+                         thrift.command.command(cmd="replica.trigger-checkpoint",
+                                                arguments=["2"]))
+            assert out.startswith("triggered checkpoint of 8 replica(s)"), out
+    finally:
+        c.close()
 
 
 def _collected_logs(cluster):
@@ -60,15 +59,9 @@ def write_kill_restart_read(cluster, count, value, flushed=False):
     assert len(acked) == count
     if flushed:
         # every replica of temp flushes its storage (one flush at a time per node, a round
-        # a second); log files below the flushed decree are collected
-        deadline = time.monotonic() + 60
-        while True:
-            durable = _durable_decrees()
-            if all(d > 0 for (_, g), d in durable.items() if g.startswith("2.")) and \
-                    _collected_logs(cluster):
-                break
-            assert time.monotonic() < deadline, (durable, _collected_logs(cluster))
-            time.sleep(0.5)
+        # a second), then collects its log files below the durable decree
+        _trigger_checkpoints()
+        wait_for(lambda: _collected_logs(cluster), 60, "private-log files collected")
     before = cluster.pids()
     cluster.kill_all()
     assert all(cluster.box.pid_of(*_split(n)) is None for n in before)

@@ -1,6 +1,7 @@
-"""Crash test with storage flushed part of the way: replicas flush every 50 mutations and roll
-1 MiB private-log files, collected (no reserve) below the flushed decree, so a SIGKILL of every
-process finds each replica's data partly in RocksDB and partly only in its private log."""
+"""Crash test with storage flushed and the private log collected: replicas roll 1 MiB
+private-log files, flush when asked (``replica.trigger-checkpoint``) and then collect (no
+reserve) the files below the durable decree; a SIGKILL of every process follows, and every
+acknowledged write must read back."""
 import pytest
 
 from conftest import running_cluster
@@ -10,7 +11,6 @@ from test_crash import write_kill_restart_read
 @pytest.fixture(scope="module")
 def flushing_cluster(tmp_path_factory):
     yield from running_cluster(str(tmp_path_factory.mktemp("onebox-flush")), 1,
-                               "replication.max_unflushed_mutations=50",
                                "replication.log_private_file_size_mb=1",
                                "replication.log_private_reserve_max_size_mb=0")
 
