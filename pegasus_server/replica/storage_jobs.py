@@ -2,22 +2,28 @@
 
 A flush runs when an operator asks (``replica.trigger-checkpoint``); the private log is
 collected below the durable decree afterwards. Storage keeps RocksDB's write-ahead log, so every
-applied mutation is durable without a flush. (Upstream runs RocksDB without its WAL, the private
-log being the WAL; we tried that and the chaos test found what it needs first: a learner applies
-learned mutations to storage without logging them, so after a crash before a flush its log has
-a hole below its first own mutation — a restarted replica that resumed as primary served reads
-from storage without the learned data. Learned state must be flushed, or logged, before the
-learner completes; until then the WAL stays on.)
+applied mutation is durable without a flush.
+
+Upstream runs RocksDB without its WAL, the private log being the WAL. Tried twice (BENCHMARKS.md,
+2026-12-07): it needs (1) every mutation above the flushed decree kept by the private log's
+rewrite (``ReplicaLog.discard_after``, when a replica drops uncommitted leftovers to learn) and
+by its index trimming, which keep only the newest ``index_keep`` below the *applied* decree —
+with the WAL off that loses the unflushed ones, the likely cause of the chaos test's stale read
+(seed 31757: a restarted replica whose log began above its storage resumed as primary); (2)
+that index kept as bytes, since Python objects for every unflushed mutation made young garbage
+collections take 30-70 ms; (3) a flush that does not hold the interpreter lock: rocksdict's
+checkpoint, the one call that persists both column families at one point, holds it throughout
+and stalls the server, so the decree must live in the data family, whose flush releases it.
+With all three the peak was within noise of this WAL-on storage, so it stays on.
 
 A manual compaction runs when the table env ``manual_compact.once.trigger_time`` (set by the
 meta's RPC_CM_START_MANUAL_COMPACT, meta.md §4.14) is newer than the replica's last one; its
 state goes to the meta in config sync (``replica_info.manual_compact_status``).
 
-One job at a time per node, in a worker thread of gevent's pool (rocksdict releases the
-interpreter lock while RocksDB flushes or compacts) while the executor goes on writing; an
-engine that cannot (``concurrent_flush`` false: the memory engine of tests) runs it inline.
-``round`` and the completion run on the node's executor; closing a storage waits for a job on it
-(``wait``).
+One job at a time per node, in a worker thread of gevent's pool (a flush of storage with its
+WAL releases the interpreter lock) while the executor goes on writing; an engine that cannot
+(``concurrent_flush`` false: the memory engine of tests) runs it inline. ``round`` and the
+completion run on the node's executor; closing a storage waits for a job on it (``wait``).
 """
 from __future__ import annotations
 

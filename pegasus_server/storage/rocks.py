@@ -15,6 +15,8 @@ in ``CF_META`` must describe exactly the data in ``CF_DATA``): the DB is opened 
 ``atomic_flush``, so RocksDB's own memtable-full flushes cover both families together, and
 ``flush`` goes through a checkpoint (``CreateCheckpoint`` flushes every family atomically; the
 rocksdict flush call covers one family only, and two of them would not be one point in time).
+With the WAL, ``flush`` uses that one-family call for each family: it releases the interpreter
+lock, which the checkpoint holds throughout.
 
 Cursor bounds are enforced here rather than through ``ReadOptions`` bounds, because rocksdict
 encodes ``ReadOptions`` bound keys in its non-raw format.
@@ -199,10 +201,19 @@ class RocksEngine(Engine):
         return total
 
     def flush(self) -> None:
-        """Persist both families atomically. Safe while another thread writes (rocksdict
-        releases the interpreter lock while RocksDB flushes, so callers run it in a worker
-        thread)."""
+        """Persist both families. Safe while another thread writes. With the WAL (what the
+        replica server runs) one family after the other, each through rocksdict's flush, which
+        releases the interpreter lock (the WAL keeps both durable, so they need not be flushed
+        at one point); without it atomically, through a checkpoint, during which rocksdict holds
+        the interpreter lock: every thread and greenlet of the process waits for it."""
         self._cf(CF_DATA)
+        if not self.disable_wal:
+            try:
+                for cf in (CF_META, CF_DATA):
+                    self._cfs[cf].flush(True)
+            except Exception as e:
+                raise EngineError(f"rocksdb flush failed: {e}") from e
+            return
         tmp = self.path.rstrip(os.sep) + FLUSH_TMP_SUFFIX
         shutil.rmtree(tmp, ignore_errors=True)
         try:
