@@ -5,6 +5,8 @@
 #   ./run.sh start_onebox_instance | stop_onebox_instance | restart_onebox_instance  (-m N | -r N)
 #   ./run.sh test [pytest args]     the whole suite (unit, simulation, integration, official clients)
 #   ./run.sh bench                  benchmarks (not part of test)
+#   ./run.sh bench-ab [--a REV] [--b REV|worktree] [--pairs N] [--rate R]
+#                                   interleaved A/B benchmark of two versions (fresh oneboxes)
 #   ./run.sh chaos [--duration S]   chaos test: SIGKILL replica servers under load, check
 #                                   linearizability (a short one is part of test; default 30 min)
 #   ./run.sh shell [COMMAND...]     pegasus_shell on the onebox (interactive without a command)
@@ -15,7 +17,7 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ensure_venv() {
     # Creates the virtualenv and installs pegasus-py on first use (and when requirements change).
@@ -79,6 +81,7 @@ case "$cmd" in
         # (exit here: bash must not read on in this file after a long run, it may have changed)
         rc=0; bash "$ROOT/tools/bench/run_bench.sh" "$@" || rc=$?
         exit "$rc";;
+    bench-ab) ensure_venv; exec "$PY" tools/bench/ab.py "$@";;
     chaos)
         ensure_venv
         args=("$@")

@@ -48,6 +48,7 @@
 #   BENCH_RETRIES=2         re-runs of a measurement during which other processes used more
 #   BENCH_MAX_OTHER=20      than BENCH_MAX_OTHER % CPU (a shared machine); the last try is kept
 #   BENCH_CLEANUP=1         remove the pre-loaded records from our tables afterwards (0 = keep)
+#   BENCH_BUILD_ONLY=0      1: only build the load generator and print its path
 #   BENCH_CLIENT=official   official = the Apache go-client, fetched through the Go module proxy
 #                           at build time (BENCH_GOCLIENT_VERSION; the proxy serves the 2022
 #                           pseudo-version, not the newer ones); wire = loadgen's built-in THFT
@@ -110,9 +111,7 @@ PY=$ROOT/.venv/bin/python
 [[ -x $PY ]] || PY=$(command -v python3)
 
 RUN=$BUILD/results/$(date +%Y%m%d-%H%M%S)
-mkdir -p "$RUN"
 RESULTS=$RUN/results.jsonl
-: >"$RESULTS"
 RUN_TIMEOUT=$((SECS + WARMUP + 60))   # hard bound of one measured run
 LOAD_TIMEOUT=600                      # hard bound of one pre-load
 
@@ -330,6 +329,9 @@ bench_group() {
 
 STATUS=0
 build_loadgen
+if [[ ${BENCH_BUILD_ONLY:-0} == 1 ]]; then echo "$BIN"; exit 0; fi   # for tools/bench/ab.py
+mkdir -p "$RUN"
+: >"$RESULTS"
 nruns=0
 for t in $TARGETS; do
     for wl in ${T_WLS[$t]}; do
