@@ -14,7 +14,8 @@ that index kept as bytes, since Python objects for every unflushed mutation made
 collections take 30-70 ms; (3) a flush that does not hold the interpreter lock: rocksdict's
 checkpoint, the one call that persists both column families at one point, holds it throughout
 and stalls the server, so the decree must live in the data family, whose flush releases it.
-With all three the peak was within noise of this WAL-on storage, so it stays on.
+With all three it was no clear gain over this WAL-on storage (peak up 4-24 % in four
+interleaved pairs, CPU per write at a fixed rate up 5 %, that run's p99 worse), so it stays on.
 
 A manual compaction runs when the table env ``manual_compact.once.trigger_time`` (set by the
 meta's RPC_CM_START_MANUAL_COMPACT, meta.md §4.14) is newer than the replica's last one; its
