@@ -112,6 +112,7 @@ def test_ctrl_c_clears_the_line_and_ctrl_d_leaves(cluster, history):
     child = spawn(history)
     try:
         child.send("half typed")
+        child.expect_exact("half typed")      # on the line (echoed) before Ctrl-C clears it
         child.sendcontrol("c")
         child.expect_exact(PROMPT)
         out = run(child, "version")

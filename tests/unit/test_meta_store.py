@@ -58,7 +58,7 @@ class Backend:
     def persistent(self):
         return self.kind != "memory"
 
-    def open(self):
+    def open(self, timeout=None):
         if self.kind == "memory":
             if self._memory is None:
                 self._memory = MemoryMetaStore()
@@ -66,7 +66,7 @@ class Backend:
         elif self.kind == "local":
             s = LocalMetaStore(self.dir)
         else:
-            s = ZkMetaStore(self.server.hosts, self.root, timeout=ZK_TIMEOUT)
+            s = ZkMetaStore(self.server.hosts, self.root, timeout=timeout or ZK_TIMEOUT)
         self.opened.append(s)
         return s
 
@@ -282,7 +282,9 @@ def test_zk_leader_lock(zk):
 
 
 def test_zk_restart(zk, zk_server):
-    s = zk.open()
+    # the call after the restart spans the JVM's start, kazoo's backoff and a new session when
+    # the old one expired: on a loaded 2-core machine that took more than ZK_TIMEOUT (CI)
+    s = zk.open(timeout=60.0)
     s.set("/apps/1", b"before restart")
     lost = []
     lock = ZkLeaderLock(s, "127.0.0.1:34601", on_lost=lost.append)
