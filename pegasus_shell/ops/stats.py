@@ -12,6 +12,7 @@ from pegasus_shell.metrics import (MB, Totals, accumulate, fetch, ok, query, rat
                                    sample_twice, seconds)
 from pegasus_shell.ops.cluster import (INTERVAL, addr_text, replica_servers, sample_interval,
                                        secondaries_of, shown)
+from pegasus_shell.ops.tables import app_parameters
 from pegasus_shell.output import Report, emit
 
 
@@ -189,11 +190,7 @@ def cmd_app_disk(ctx, a):
                 f"{'-' if f is None else '#' + _num(f)})")
 
     r = Report()
-    p = r.kv("parameters")
-    p.add("app_name", a.app_name)
-    if a.output:
-        p.add("out_file", a.output)
-    p.add("detailed", bool(a.detailed))
+    app_parameters(r, a)
     res = r.kv("result")
     details = r.table("details", ["pidx", "ballot", "replica_count", "primary", "secondaries"])
     prim_mb = all_mb = 0.0

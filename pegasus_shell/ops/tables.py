@@ -202,11 +202,7 @@ def _query_cfg(ctx, app_name: str, what: str):
 def cmd_app(ctx, a):
     cfg = _query_cfg(ctx, a.app_name, f"query app {a.app_name}")
     r = Report()
-    params = r.kv("parameters")
-    params.add("app_name", a.app_name)
-    if a.output:
-        params.add("out_file", a.output)
-    params.add("detailed", bool(a.detailed))
+    app_parameters(r, a)
     general = r.kv("general")
     general.add("app_name", a.app_name)
     general.add("app_id", cfg.app_id)
@@ -385,6 +381,15 @@ def cmd_rename(ctx, a):
     if ctx.current_table == a.old_app_name:
         ctx.current_table = a.new_app_name
     emit(ctx, f"rename app ok, old_app_name({a.old_app_name}), new_app_name({a.new_app_name})\n")
+
+
+def app_parameters(r: Report, a) -> None:
+    """The ``parameters`` section that ``app`` and ``app_disk`` start with."""
+    p = r.kv("parameters")
+    p.add("app_name", a.app_name)
+    if a.output:
+        p.add("out_file", a.output)
+    p.add("detailed", bool(a.detailed))
 
 
 # ---------------------------------------------------------------------------------- replica count
