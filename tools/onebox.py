@@ -144,7 +144,8 @@ class Onebox:
         deadline = time.time() + 30
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise SystemExit(f"{role}{idx} exited with {proc.returncode}; see {d}/stdout.log")
+                raise SystemExit(f"{role}{idx} exited with {proc.returncode}; see {d}/stdout.log"
+                                 + _tail(os.path.join(d, "stdout.log")))
             if _port_open(port):
                 print(f"started {role}{idx} on 127.0.0.1:{port} (pid {proc.pid})")
                 return proc.pid
@@ -317,6 +318,17 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _tail(path: str, lines: int = 5) -> str:
+    """The last lines of a log, indented, for an error message (empty if unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "".join("\n  " + line for line in text.splitlines()[-lines:])
 
 
 def _port_open(port: int) -> bool:

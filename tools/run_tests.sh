@@ -21,6 +21,21 @@ for port in 34601 34602 34603 34801 34802 34803; do
     fi
 done
 
+# Linux gives outgoing connections local ports from its ephemeral range (32768-60999 by default),
+# which holds the onebox's ports: a long-lived connection that drew 34804 kept a restarted or added
+# replica server from listening there. The suite owns this machine, so it reserves those ports
+# when it may (root; the setting belongs to this network namespace and only narrows the ports
+# the kernel picks by itself).
+reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
+onebox_ports="34601-34610,34801-34810"
+if [[ -w "$reserved" ]] && cur="$(cat "$reserved")" \
+        && { [[ ",$cur," == *",$onebox_ports,"* ]] \
+             || echo "${cur:+$cur,}$onebox_ports" > "$reserved" 2>/dev/null; }; then
+    echo "=== ports $onebox_ports reserved from the ephemeral range (net.ipv4.ip_local_reserved_ports: $(cat "$reserved"))"
+else
+    echo "=== note: cannot reserve ports $onebox_ports in net.ipv4.ip_local_reserved_ports (not root?): a server that restarts may find its port taken by a connection's local port"
+fi
+
 echo "=== pytest: unit, simulation and integration tests"
 dirs=()
 for d in tests/unit tests/sim tests/integration; do [[ -d "$d" ]] && dirs+=("$d"); done

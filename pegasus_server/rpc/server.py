@@ -12,6 +12,8 @@ one connection with a logged reason; an exception in a handler is logged and ans
 """
 from __future__ import annotations
 
+import errno
+
 from gevent import socket
 from typing import Optional
 
@@ -73,7 +75,18 @@ class RpcServer:
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
+        try:
+            listener.bind((self.host, self.port))
+        except OSError as e:
+            listener.close()
+            if e.errno != errno.EADDRINUSE:
+                raise
+            # Nothing may be listening there: Linux also hands out ports of its ephemeral range
+            # (net.ipv4.ip_local_port_range, 32768-60999 by default, which holds the onebox's
+            # 34601-34803) as the local ports of outgoing connections.
+            raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: address already in "
+                          "use, by another server or by a connection's local port (reserve the "
+                          "servers' ports in net.ipv4.ip_local_reserved_ports)") from e
         listener.listen(1024)
         self._server = StreamServer(listener, self._handle)
         self._server.start()

@@ -50,3 +50,23 @@ def test_undecodable_argument():
     req = _req()
     req.body = req.body[:-3]        # truncate the blob
     assert _reply(d.dispatch(None, req)).err == "ERR_INVALID_DATA"
+
+
+def test_server_on_a_connections_local_port_says_why():
+    """A port held as the local port of a connection (nothing listens there) cannot be listened
+    on; the server's error names the address and that cause instead of a bare errno."""
+    import socket
+
+    import pytest
+
+    from pegasus_server.rpc.server import RpcServer
+    with socket.socket() as srv, socket.socket() as cli:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        cli.connect(srv.getsockname())
+        port = cli.getsockname()[1]
+        server = RpcServer("127.0.0.1", port, Dispatcher())
+        with pytest.raises(OSError) as e:
+            server.start()
+        assert f"127.0.0.1:{port}: address already in use" in str(e.value)
+        assert "connection's local port" in str(e.value)
