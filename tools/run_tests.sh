@@ -22,10 +22,11 @@ for port in 34601 34602 34603 34801 34802 34803; do
 done
 
 # Linux gives outgoing connections local ports from its ephemeral range (32768-60999 by default),
-# which holds the onebox's ports: a long-lived connection that drew 34804 kept a restarted or added
-# replica server from listening there. The suite owns this machine, so it reserves those ports
-# when it may (root; the setting belongs to this network namespace and only narrows the ports
-# the kernel picks by itself).
+# which holds the onebox's ports: a connection that draws one as its local port keeps a restarted
+# or added server from listening there (the likely cause of a CI failure, a fourth replica server
+# that exited at start). The suite owns this machine, so it reserves those ports when it may
+# (root; the setting belongs to this network namespace and only narrows the ports the kernel
+# picks by itself).
 reserved=/proc/sys/net/ipv4/ip_local_reserved_ports
 onebox_ports="34601-34610,34801-34810"
 if [[ -w "$reserved" ]] && cur="$(cat "$reserved")" \
