@@ -426,6 +426,15 @@ def print_skips(suite, metas, replicas, present=None):
     return active
 
 
+def print_races(suite):
+    races = skiplist.races_for(suite)
+    if races:
+        say("%s: known races in the tests themselves (tests/peers/skips.py RACES): a test failing with "
+            "exactly this signature runs once more, alone, and that run decides:" % suite)
+    for r in races.values():
+        say("  - %-50s /%s/ %s" % (r.test, r.signature, r.reason))
+
+
 def onebox_counts(args):
     metas = [parse_hostport(m) for m in args.meta.split(",") if m.strip()]
     if not metas:
@@ -520,6 +529,7 @@ def cmd_python(args):
     say("%s: %s==%s %s.%s (%d tests) via the venv's `trial` console script" % (
         suite, PY_PKG, PY_VER, PY_TEST_MODULE, PY_TEST_CLASS, len(names)))
     active = print_skips(suite, len(metas), replicas, present=set(names))
+    print_races(suite)
     check_hardcoded(suite, metas)
     tally = Tally(suite)
     tally.declare(names)
@@ -546,20 +556,36 @@ def cmd_python(args):
     rundir = os.path.join(PY_DIR, "run")
     rmtree(rundir)
     os.makedirs(rundir)
+    say("%s: running %d tests (cwd %s; the client logs to ./pegasus.log there)" % (
+        suite, len(selected), os.path.relpath(rundir, ROOT)))
+    say("    $ trial --reporter=bwverbose ... %s.%s.<test> x%d" % (PY_TEST_MODULE, PY_TEST_CLASS, len(selected)))
+    lines, rc = run_trial(selected, rundir, "trial", args.timeout)
+    res = parse_trial(lines)
+    failures = parse_trial_failures(lines)
+    for n in selected:
+        if n in res:
+            v, note = py_verdict(res[n])
+        else:
+            v, note = "failed", "no result reported by trial (rc=%s%s)" % (
+                rc, ", killed after --timeout %ss" % args.timeout if rc and rc < 0 else "")
+        tally.set(n, v, note)
+    rerun_known_races(suite, selected, tally, failures, rundir, args.timeout)
+    return tally.finish()
+
+
+def run_trial(names, rundir, tag, timeout):
+    """Run trial on `names` in `rundir` (echoing its output); -> (output lines, exit status)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = PY_SRC  # the sdist's tests/ (pip also installs an identical top-level `tests`)
     env.pop("PYTHONHOME", None)
     cmd = [os.path.join(PY_VENV, "bin", "trial"), "--reporter=bwverbose",
-           "--temp-directory=" + os.path.join(rundir, "_trial_temp")]
-    cmd += ["%s.%s.%s" % (PY_TEST_MODULE, PY_TEST_CLASS, n) for n in selected]
-    say("%s: running %d tests (cwd %s; the client logs to ./pegasus.log there)" % (
-        suite, len(selected), os.path.relpath(rundir, ROOT)))
-    say("    $ trial --reporter=bwverbose ... %s.%s.<test> x%d" % (PY_TEST_MODULE, PY_TEST_CLASS, len(selected)))
+           "--temp-directory=" + os.path.join(rundir, "_%s_temp" % tag)]
+    cmd += ["%s.%s.%s" % (PY_TEST_MODULE, PY_TEST_CLASS, n) for n in names]
     lines = []
-    log = open(os.path.join(rundir, "trial.out"), "w")
+    log = open(os.path.join(rundir, tag + ".out"), "w")
     p = subprocess.Popen(cmd, cwd=rundir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
-    timer = threading.Timer(args.timeout, lambda: _kill_group(p))
+    timer = threading.Timer(timeout, lambda: _kill_group(p))
     timer.start()
     try:
         for line in p.stdout:
@@ -572,15 +598,61 @@ def cmd_python(args):
         timer.cancel()
         _kill_group(p)
         log.close()
-    res = parse_trial(lines)
-    for n in selected:
-        if n in res:
-            v, note = py_verdict(res[n])
+    return lines, rc
+
+
+def parse_trial_failures(lines):
+    """trial's closing report -> {test: the text of its [FAIL]/[ERROR] block}.
+
+    Each block starts at a line of '=' characters, then `[FAIL]` or `[ERROR]`, the traceback, and
+    ends with the ids of the tests it concerns (then '-' characters or the next '=' line).
+    """
+    out = {}
+    block = None
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith("=" * 20):
+            block = []
+            continue
+        if block is None:
+            continue
+        if line.startswith("-" * 20):
+            block = None
+            continue
+        m = re.match(r"^%s\.%s\.(test_\w+)$" % (re.escape(PY_TEST_MODULE), PY_TEST_CLASS), line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), "") + "\n".join(block) + "\n"
         else:
-            v, note = "failed", "no result reported by trial (rc=%s%s)" % (
-                rc, ", killed after --timeout %ss" % args.timeout if rc and rc < 0 else "")
-        tally.set(n, v, note)
-    return tally.finish()
+            block.append(line)
+    return out
+
+
+def rerun_known_races(suite, selected, tally, failures, rundir, timeout):
+    """A test that failed with its known race's exact signature runs once more, alone.
+
+    Not a skip and not a retry-until-green: only the signature in skips.RACES is accepted as the
+    race, only one rerun, and the verdict is that rerun's.
+    """
+    races = skiplist.races_for(suite)
+    for i, n in enumerate(selected):
+        if n not in races or tally.results.get(n, ("",))[0] != "failed":
+            continue
+        race = races[n]
+        text = failures.get(n, "")
+        if not re.search(race.signature, text, re.M):
+            say("%s: %s failed, not with its known race's signature /%s/: no rerun" % (
+                suite, n, race.signature))
+            continue
+        first = [l for l in text.splitlines() if re.search(race.signature, l)][-1].strip()
+        say("%s: %s failed with the signature of a known race in the test (%s): running it once "
+            "more, alone" % (suite, n, first))
+        say("    race: %s" % race.reason)
+        lines, rc = run_trial([n], rundir, "rerun%d" % i, timeout)
+        tokens = parse_trial(lines).get(n)
+        v, note = py_verdict(tokens) if tokens is not None else (
+            "failed", "no result reported by trial on the rerun (rc=%s)" % rc)
+        tally.set(n, v, "first run hit the known race (%s); rerun alone: %s%s" % (
+            first, v, (" " + note) if note else ""))
 
 
 def _kill_group(p):
@@ -810,6 +882,7 @@ def cmd_go(args, suite):
 def cmd_skips(_args):
     for suite in ("python", "go", "go-old"):
         print_skips(suite, 1, 1)
+        print_races(suite)
     return 0
 
 

@@ -66,6 +66,29 @@ SKIPS = [
 ] + _go_common("go") + _go_common("go-old")
 
 
+# Known races IN A PEER'S TEST ITSELF. Such a test is not skipped: it runs, and when it fails with
+# exactly this signature (a regex searched in trial's failure report) it is run once more, alone;
+# it passes only if that run passes, and the report names the race. Any other failure fails.
+#
+# Entry: Race(suite, test, signature, reason).
+Race = namedtuple("Race", "suite test signature reason")
+
+_SECOND = ("the client computes expire_ts = floor(its now) + ttl before the set, the server "
+           "answers ttl = expire_ts - floor(its now) after it; when a wall-clock second boundary "
+           "falls between the two readings (~2 ms apart on the onebox) the answer is one less. "
+           "Upstream's server computes the same (pegasus_server_impl::on_ttl)")
+
+RACES = [
+    Race("python", "test_ttl_N", r"FailTest: 59 != 60\s*$", _SECOND),
+    Race("python", "test_ttl_N_with_phase", r"FailTest: 7 != 8\s*$",
+         _SECOND + "; here the readings are 2 s (callLater) plus ~2 ms apart"),
+]
+
+
+def races_for(suite):
+    return {r.test: r for r in RACES if r.suite == suite}
+
+
 def for_suite(suite):
     return [s for s in SKIPS if s.suite == suite]
 
