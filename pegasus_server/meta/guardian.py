@@ -65,6 +65,7 @@ class Action:
     target: object      # the node the proposal is sent to
     node: object        # the node concerned
     reason: str = ""
+    by_load: bool = False   # ``node`` is only the least loaded candidate: another would do
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def decide(pc, view: GuardianView) -> Decision:
             if not cands:
                 return Decision(None, "no alive node")
             t = min(cands, key=lambda n: _load_key(view, n))
-            return Decision(Action(CT_ASSIGN_PRIMARY, t, t, "new partition"))
+            return Decision(Action(CT_ASSIGN_PRIMARY, t, t, "new partition", by_load=True))
         return _ddd(pc, view)
     if 1 + len(secondaries) < pc.max_replica_count:
         return _add_secondary(pc, primary, secondaries, view)
@@ -193,4 +194,4 @@ def _add_secondary(pc, primary, secondaries: Sequence, view: GuardianView) -> De
     if not cands:
         return Decision(None, "no node to add a secondary on")
     t = min(cands, key=lambda n: _least_partitions_key(view, n))
-    return Decision(Action(CT_ADD_SECONDARY, primary, t, "least loaded node"))
+    return Decision(Action(CT_ADD_SECONDARY, primary, t, "least loaded node", by_load=True))

@@ -35,7 +35,7 @@ The table RPCs (create, drop, list, envs, rename, replica count ...) are in ``me
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Set, Tuple
 
 from loguru import logger
@@ -61,6 +61,12 @@ CT_ADD_SECONDARY_FOR_LB, CT_DROP_PARTITION = 8, 10
 PROPOSAL_RESEND_SECONDS = 3.0
 # the same for replicated groups (same ballot, same decision)
 GROUP_PROPOSAL_RESEND_SECONDS = 5.0
+# a node the guardian chose by load alone (CT_ASSIGN_PRIMARY of a new partition, CT_ADD_SECONDARY
+# on the least loaded node) stays the choice (same ballot and type, node alive and not a member)
+# for this long, though the load changes meanwhile. Without it a second node was asked to be
+# primary of the same new partition, and a primary was asked for another learner than the one it
+# was teaching (which it ignores while the learner's slot is taken): a partition waited 100 s.
+STICKY_DECISION_SECONDS = 30.0
 # an upgrade to primary sent this many times for the same ballot without effect: prefer another
 # secondary (guardian.GuardianView.avoid_upgrade)
 UPGRADE_TRIES = 3
@@ -145,7 +151,8 @@ class MetaState(TableRpcs):
         self.drop_times: Dict[Gpid, Dict[RpcAddress, float]] = {}
         self.reported: Dict[Gpid, Dict[RpcAddress, guardian.ReplicaState]] = {}
         self.waiting: Dict[Gpid, str] = {}          # why the cure waits (DDD diagnosis)
-        self._sent: Dict[Gpid, Tuple[int, int, RpcAddress, float]] = {}
+        # pid -> (ballot, type, node, last sent at, first sent at) of the last group proposal
+        self._sent: Dict[Gpid, Tuple[int, int, RpcAddress, float, float]] = {}
         # pid -> (ballot, node -> CT_UPGRADE_TO_PRIMARY proposals sent at that ballot)
         self._upgrade_tries: Dict[Gpid, Tuple[int, Dict[RpcAddress, int]]] = {}
         self._sync_no: Dict[RpcAddress, int] = {}   # config syncs received per node
@@ -497,6 +504,14 @@ class MetaState(TableRpcs):
             action = d.action
         if action is None:
             return None
+        last = self._sent.get(pc.pid)
+        if (last is not None and action.by_load
+                and last[:2] == (pc.ballot, action.type) and last[2] != action.node
+                and last[2] in alive and last[2] not in pc.members()
+                and now - last[4] < STICKY_DECISION_SECONDS):
+            action = replace(
+                action, node=last[2],
+                target=last[2] if action.type == CT_ASSIGN_PRIMARY else action.target)
         if action.type in (CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY):
             # count the decision into this round's load, so the partitions cured in one round
             # (a new table, the primaries of a dead node) spread over the nodes
@@ -508,10 +523,9 @@ class MetaState(TableRpcs):
                 total[n] = total.get(n, 0) + 1
                 table[(app.app_id, n)] = table.get((app.app_id, n), 0) + 1
         key = (pc.ballot, action.type, action.node)
-        last = self._sent.get(pc.pid)
         if last is not None and last[:3] == key and now - last[3] < GROUP_PROPOSAL_RESEND_SECONDS:
             return None
-        self._sent[pc.pid] = key + (now,)
+        self._sent[pc.pid] = key + (now, last[4] if last is not None and last[:3] == key else now)
         if action.type == CT_UPGRADE_TO_PRIMARY:
             counts = self._upgrade_tries[pc.pid][1]
             counts[action.node] = counts.get(action.node, 0) + 1

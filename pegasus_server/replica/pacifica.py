@@ -608,6 +608,12 @@ class ReplicaCore:
         if st is None:
             limit = self.max_replica_count - (0 if for_lb else 1)
             if len(pc.membership.secondaries) + len(pc.learners) >= limit:
+                # no room for another learner (upstream ignores the proposal too); invite the
+                # current ones again: one still learning ignores it, one that lost its learning
+                # state starts again, so the slot cannot stay taken by a learner doing nothing
+                for n in pc.learners:
+                    out.append(Send(n, AddLearner(self._config_for(n),
+                                                  self.plist.last_committed_decree)))
                 return
             st = pc.learners[node] = _Learner(pc.next_signature)
             pc.next_signature += 1
@@ -619,6 +625,11 @@ class ReplicaCore:
         cfg = msg.config
         if self.status == PS_ERROR or cfg.ballot < self.ballot:
             return out
+        if self.proposing is not None and cfg.ballot >= self.proposing.config.ballot:
+            # a primary of that ballot exists, so our own proposal for it (say, to be primary
+            # of a new partition, when the meta asked two nodes) can only be refused; its
+            # answer must not end the learning that starts here
+            self.proposing = None
         if self.status == PS_POTENTIAL_SECONDARY and self.lc and \
                 self.lc.signature == cfg.learner_signature and cfg.ballot == self.ballot:
             lc = self.lc

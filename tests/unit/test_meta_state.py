@@ -415,3 +415,48 @@ def test_group_upgrade_rotates_away_from_a_secondary_that_never_acts():
     assert targets[:3] == [stuck] * 3
     other = [s for s in pc.secondaries if s != stuck][0]
     assert targets[3] == other
+
+
+def _g3(props):
+    return [(p.target, p.request.type, p.request.node) for p in props
+            if p.request.config.pid == G3]
+
+
+def test_group_load_choice_sticks_while_its_proposal_is_out():
+    """Regression (CI, test_shell_tables): the primary of a new partition and the node of a new
+    secondary are chosen by load; the load changed before the chosen node answered and the next
+    round asked another node. Two nodes then proposed themselves as primary, and a primary was
+    asked for a learner it had no room for. The choice now stays until it takes effect, its node
+    dies, or STICKY_DECISION_SECONDS pass."""
+    from pegasus_server.meta.state import STICKY_DECISION_SECONDS
+    st = _group_state(replica_count=2)
+    props = st.cure(101)
+    ((x, t, n),) = _g3(props)
+    assert t == CT_ASSIGN_PRIMARY and n == x
+    # the single-replica table's partitions all land on x: x is now the most loaded node
+    for p in props:
+        if p.request.config.pid.app_id == 1:
+            _apply(st, p, lambda c: setattr(c, "primary", x), 101)
+    assert _g3(st.cure(102)) == []                       # not another node at once ...
+    assert _g3(st.cure(107)) == [(x, CT_ASSIGN_PRIMARY, x)]   # ... the same one again
+    later = _g3(st.cure(101 + STICKY_DECISION_SECONDS + 1))
+    assert len(later) == 1 and later[0][0] != x          # then the load decides again
+    # the secondary is chosen by load, and sticks the same way
+    st2 = _group_state(replica_count=2)
+    props = st2.cure(101)
+    (p,) = [p for p in props if p.request.config.pid == G3]
+    _apply(st2, p, lambda c: setattr(c, "primary", p.target), 101)
+    ((prim, t, y),) = _g3(st2.cure(101))
+    assert t == CT_ADD_SECONDARY and prim == p.target and y != prim
+    for q in props:
+        if q.request.config.pid.app_id == 1:
+            _apply(st2, q, lambda c: setattr(c, "primary", y), 101)
+    assert _g3(st2.cure(102)) == []
+    assert _g3(st2.cure(107)) == [(prim, CT_ADD_SECONDARY, y)]
+    # the chosen node dies: another one at once
+    for z in (R1, R2, R3):
+        if z != y:
+            _beacon(st2, z, 120)
+    st2.check_nodes(123.5)
+    (w,) = [z for z in (R1, R2, R3) if z not in (prim, y)]
+    assert _g3(st2.cure(124)) == [(prim, CT_ADD_SECONDARY, w)]

@@ -423,3 +423,50 @@ def test_proposal_overtaking_the_meta_reply_is_held_not_dropped():
     assert cores[L].learner_status == ev.LEARNING_SUCCEEDED
     src, up = pump.reports[-1]
     assert src == P and up.type == ev.CT_UPGRADE_TO_SECONDARY and up.node == L
+
+
+def test_refused_own_primary_proposal_does_not_end_the_learning_it_received():
+    """Regression (CI, test_shell_tables): the meta asked two nodes to be primary of a new
+    partition. The one it refused was meanwhile made a learner by the accepted primary; the
+    meta's refusal (ERR_INVALID_VERSION with the ballot-1 configuration, where learners are not
+    listed) made it inactive, and the partition waited 100 s for the next group check."""
+    cores, pump = _group(n_secondaries=1)
+    lc = cores[L]
+    pump.run(L, lc.on_proposal(0, ev.ConfigProposal(ev.CT_ASSIGN_PRIMARY, L,
+                                                    ev.Membership(G, 0, None, ()))))
+    assert pump.reports[-1][0] == L and lc.proposing is not None
+    pump.drop_types = {ev.LearnCompletion}   # keep it a learner
+    m = cores[P].membership
+    pump.run(P, cores[P].on_proposal(1, ev.ConfigProposal(ev.CT_ADD_SECONDARY, L, m)))
+    assert lc.status == ev.PS_POTENTIAL_SECONDARY and lc.proposing is None
+    sig = lc.lc.signature
+    pump.run(L, lc.on_meta_update_reply(1, "ERR_INVALID_VERSION", m))
+    assert lc.status == ev.PS_POTENTIAL_SECONDARY and lc.lc.signature == sig
+    assert lc.learner_status == ev.LEARNING_SUCCEEDED
+    # and it no longer repeats its own stale proposal
+    n = len(pump.reports)
+    pump.now = 10
+    pump.run(L, lc.tick(10))
+    assert [r for r in pump.reports[n:] if r[0] == L] == []
+
+
+def test_primary_with_no_room_reinvites_its_learner():
+    """The meta asks for a learner on another node than the one the primary is teaching; the
+    primary has no room for it, and invites its own learner again, which had lost its learning
+    state and starts over (it used to wait for the next group check)."""
+    cores, pump = _group(n_secondaries=1)
+    for k in "ab":
+        _write(pump, cores, k)
+    pump.drop_types = {ev.LearnCompletion}
+    m = cores[P].membership
+    pump.run(P, cores[P].on_proposal(1, ev.ConfigProposal(ev.CT_ADD_SECONDARY, L, m)))
+    lc = cores[L]
+    assert lc.learner_status == ev.LEARNING_SUCCEEDED
+    lc._go_inactive([], transient=False)     # what the stale answer above used to do
+    assert lc.status == ev.PS_INACTIVE
+    eff = cores[P].on_proposal(2, ev.ConfigProposal(ev.CT_ADD_SECONDARY, S2, m))
+    assert {e.to for e in _of(eff, ev.Send)} == {L}           # S2 is not invited
+    assert set(cores[P].pc.learners) == {L}
+    pump.run(P, eff)
+    assert lc.status == ev.PS_POTENTIAL_SECONDARY and lc.learner_status == ev.LEARNING_SUCCEEDED
+    assert [x.decree for x in pump.applied[L]][-2:] == [1, 2]
