@@ -604,21 +604,20 @@ class ReplicaCore:
         pc = self.pc
         if node == self.me or node in pc.membership.secondaries:
             return
-        st = pc.learners.get(node)
-        if st is None:
+        invite = [node]
+        if node not in pc.learners:
             limit = self.max_replica_count - (0 if for_lb else 1)
             if len(pc.membership.secondaries) + len(pc.learners) >= limit:
                 # no room for another learner (upstream ignores the proposal too); invite the
                 # current ones again: one still learning ignores it, one that lost its learning
                 # state starts again, so the slot cannot stay taken by a learner doing nothing
-                for n in pc.learners:
-                    out.append(Send(n, AddLearner(self._config_for(n),
-                                                  self.plist.last_committed_decree)))
-                return
-            st = pc.learners[node] = _Learner(pc.next_signature)
-            pc.next_signature += 1
-        out.append(Send(node, AddLearner(self._config_for(node),
-                                         self.plist.last_committed_decree)))
+                invite = list(pc.learners)
+            else:
+                pc.learners[node] = _Learner(pc.next_signature)
+                pc.next_signature += 1
+        lcd = self.plist.last_committed_decree
+        for n in invite:
+            out.append(Send(n, AddLearner(self._config_for(n), lcd)))
 
     def on_add_learner(self, now: float, sender, msg: AddLearner) -> list:
         out: list = []

@@ -563,14 +563,17 @@ def cmd_python(args):
     res = parse_trial(lines)
     failures = parse_trial_failures(lines)
     for n in selected:
-        if n in res:
-            v, note = py_verdict(res[n])
-        else:
-            v, note = "failed", "no result reported by trial (rc=%s%s)" % (
-                rc, ", killed after --timeout %ss" % args.timeout if rc and rc < 0 else "")
-        tally.set(n, v, note)
+        tally.set(n, *trial_verdict(res, n, rc, args.timeout))
     rerun_known_races(suite, selected, tally, failures, rundir, args.timeout)
     return tally.finish()
+
+
+def trial_verdict(res, name, rc, timeout):
+    """(verdict, note) of test `name` from parse_trial's `res` of a trial run that exited `rc`."""
+    if name in res:
+        return py_verdict(res[name])
+    return "failed", "no result reported by trial (rc=%s%s)" % (
+        rc, ", killed after --timeout %ss" % timeout if rc and rc < 0 else "")
 
 
 def run_trial(names, rundir, tag, timeout):
@@ -638,19 +641,17 @@ def rerun_known_races(suite, selected, tally, failures, rundir, timeout):
         if n not in races or tally.results.get(n, ("",))[0] != "failed":
             continue
         race = races[n]
-        text = failures.get(n, "")
-        if not re.search(race.signature, text, re.M):
+        hits = [l.strip() for l in failures.get(n, "").splitlines() if re.search(race.signature, l)]
+        if not hits:
             say("%s: %s failed, not with its known race's signature /%s/: no rerun" % (
                 suite, n, race.signature))
             continue
-        first = [l for l in text.splitlines() if re.search(race.signature, l)][-1].strip()
+        first = hits[-1]
         say("%s: %s failed with the signature of a known race in the test (%s): running it once "
             "more, alone" % (suite, n, first))
         say("    race: %s" % race.reason)
         lines, rc = run_trial([n], rundir, "rerun%d" % i, timeout)
-        tokens = parse_trial(lines).get(n)
-        v, note = py_verdict(tokens) if tokens is not None else (
-            "failed", "no result reported by trial on the rerun (rc=%s)" % rc)
+        v, note = trial_verdict(parse_trial(lines), n, rc, timeout)
         tally.set(n, v, "first run hit the known race (%s); rerun alone: %s%s" % (
             first, v, (" " + note) if note else ""))
 
